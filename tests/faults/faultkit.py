@@ -1,0 +1,49 @@
+"""The shape every notification fault test shares: clients on every worker, a dam before
+the fault, the fault, a dam after it, and the check that every client has every dam."""
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import Awaitable, Callable
+
+import stackclient as sc
+
+# The issue's bound: the next dam reaches every client (live or by catch-up) within 5 s.
+# It is a deadline for a functional property, not a speed measurement (speed: make bench).
+DELIVERY_DEADLINE = float(os.environ.get("FAULT_DELIVERY_DEADLINE", "5"))
+
+
+def describe(clients: list[sc.NotificationClient]) -> str:
+    return "; ".join(
+        f"{c.label}: workers={c.workers} connections={c.connections} closes={c.closes} "
+        f"seen={sorted(c.seen)} errors={c.errors[-2:]}"
+        for c in clients
+    )
+
+
+async def add_dam(portal: sc.Portal, prefix: str) -> tuple[int, float]:
+    """Adds a dam (in a thread: the clients keep running) -> (id, monotonic time of the post)."""
+    t0 = time.monotonic()
+    dam_id = await asyncio.to_thread(sc.add_dam_checked, portal, sc.unique_name(prefix))
+    return dam_id, t0
+
+
+async def missing_after(clients, dam_ids, deadline_from: float) -> dict[str, set[int]]:
+    """Waits until DELIVERY_DEADLINE after `deadline_from`; returns what each client lacks."""
+    left = max(0.0, deadline_from + DELIVERY_DEADLINE - time.monotonic())
+    await asyncio.gather(*(c.wait_for(dam_ids, left) for c in clients))
+    return {c.label: set(dam_ids) - c.seen.keys() for c in clients if set(dam_ids) - c.seen.keys()}
+
+
+async def with_clients(portal: sc.Portal, workers: int, per_worker: int,
+                       body: Callable[[list[sc.NotificationClient]], Awaitable[None]]):
+    clients = await sc.open_clients_on_every_worker(portal, workers, per_worker)
+    try:
+        await body(clients)
+    finally:
+        await asyncio.gather(*(c.stop() for c in clients), return_exceptions=True)
+
+
+def run(coro):
+    return asyncio.run(coro)

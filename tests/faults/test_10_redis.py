@@ -1,0 +1,87 @@
+"""Redis goes away while WebSocket clients are connected: no dam may be lost.
+
+Clients behave like the app's JS client (reconnect with backoff, then catch up from the last
+id they saw), so a dam reaches a client either live or through the catch-up endpoint.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+
+import faultkit as fk
+import stackclient as sc
+
+
+def _dam_id_by_name(portal: sc.Portal, name: str) -> int | None:
+    for dam in portal.all_dams():
+        if dam.get("name") == name:
+            return int(dam["id"])
+    return None
+
+
+def test_redis_stopped_and_restarted_loses_no_dam(portal, containers, asgi_processes):
+    redis = containers["redis"]
+
+    async def body(clients):
+        before, t = await fk.add_dam(portal, "before-redis-stop")
+        missing = await fk.missing_after(clients, {before}, t)
+        assert not missing, f"baseline: a dam did not reach {missing} ({fk.describe(clients)})"
+
+        await asyncio.to_thread(sc.docker, "stop", "-t", "10", redis)
+        # An add while Redis is down: the database is fine, so either the dam is saved (and
+        # reaches the clients by catch-up) or it is refused cleanly and not saved at all.
+        name = sc.unique_name("during-redis-outage")
+        resp = await asyncio.to_thread(portal.add_dam, name)
+        assert resp.status_code < 500, (
+            f"add during a Redis outage answered HTTP {resp.status_code}: "
+            f"{sc.visible_text(resp.text)[:300]}"
+        )
+        await asyncio.to_thread(sc.docker, "start", redis)
+        await asyncio.to_thread(sc.wait_healthy, redis, 90)
+
+        during = await asyncio.to_thread(_dam_id_by_name, portal, name)
+        if sc.add_succeeded(resp):
+            assert during is not None, f"add of {name!r} during the outage said OK but saved nothing"
+        else:
+            assert during is None, f"add of {name!r} during the outage was refused but saved"
+
+        after, t = await fk.add_dam(portal, "after-redis-restart")
+        want = {before, after} | ({during} if during else set())
+        missing = await fk.missing_after(clients, want, t)
+        assert not missing, (
+            f"dams missing {fk.DELIVERY_DEADLINE:.0f}s after the first add past the Redis restart: "
+            f"{missing} ({fk.describe(clients)})"
+        )
+
+    fk.run(fk.with_clients(portal, asgi_processes, 2, body))
+
+
+def test_redis_sigkilled_loses_no_dam(portal, containers, asgi_processes):
+    redis = containers["redis"]
+
+    async def body(clients):
+        before, t = await fk.add_dam(portal, "before-redis-kill")
+        missing = await fk.missing_after(clients, {before}, t)
+        assert not missing, f"baseline: a dam did not reach {missing} ({fk.describe(clients)})"
+
+        old_pid = sc.host_pid(redis)
+        assert old_pid, "redis container has no running process"
+        # A crash, not a stop: SIGKILL to the server from outside, so Docker's restart policy
+        # (not `docker start`) has to bring it back.
+        os.kill(old_pid, signal.SIGKILL)
+        await asyncio.to_thread(
+            sc.wait_until,
+            lambda: sc.host_pid(redis) not in (0, old_pid),
+            60, 0.5, "redis restarted by its restart policy after SIGKILL",
+        )
+        await asyncio.to_thread(sc.wait_healthy, redis, 90)
+
+        after, t = await fk.add_dam(portal, "after-redis-kill")
+        missing = await fk.missing_after(clients, {before, after}, t)
+        assert not missing, (
+            f"dams missing {fk.DELIVERY_DEADLINE:.0f}s after the first add past the Redis SIGKILL: "
+            f"{missing} ({fk.describe(clients)})"
+        )
+
+    fk.run(fk.with_clients(portal, asgi_processes, 2, body))

@@ -1,0 +1,34 @@
+"""The web container restarts while clients are connected: they reconnect, catch up, and
+the dams survive."""
+from __future__ import annotations
+
+import asyncio
+
+import faultkit as fk
+import stackclient as sc
+
+
+def test_web_restart_clients_reconnect_catch_up_and_dams_persist(portal, containers, asgi_processes):
+    web = containers["web"]
+
+    async def body(clients):
+        before, t = await fk.add_dam(portal, "before-web-restart")
+        missing = await fk.missing_after(clients, {before}, t)
+        assert not missing, f"baseline: a dam did not reach {missing} ({fk.describe(clients)})"
+
+        await asyncio.to_thread(sc.docker, "restart", "-t", "30", web, timeout=120)
+        await asyncio.to_thread(sc.wait_healthy, web, 180)
+
+        names = {d["name"]: int(d["id"]) for d in await asyncio.to_thread(portal.all_dams)}
+        assert before in names.values(), "a dam added before the web restart is gone after it"
+
+        after, t = await fk.add_dam(portal, "after-web-restart")
+        missing = await fk.missing_after(clients, {before, after}, t)
+        assert not missing, (
+            f"dams missing {fk.DELIVERY_DEADLINE:.0f}s after the first add past the web restart: "
+            f"{missing} ({fk.describe(clients)})"
+        )
+        stuck = [c.label for c in clients if c.connections < 2]
+        assert not stuck, f"clients never reconnected after the web restart: {stuck} ({fk.describe(clients)})"
+
+    fk.run(fk.with_clients(portal, asgi_processes, 1, body))

@@ -1,0 +1,53 @@
+"""The database goes away: an add gets a clear refusal and saves nothing; when the database
+comes back, web recovers by itself (no restart of web)."""
+from __future__ import annotations
+
+import re
+import time
+
+import stackclient as sc
+
+CLEAR_OUTAGE_MESSAGE = re.compile(r"database|unavailable|try again|temporar", re.I)
+
+
+def test_db_outage_refuses_add_cleanly_and_web_recovers(stack, credentials, portal, containers, asgi_processes):
+    db, web = containers["db"], containers["web"]
+    web_started = sc.container_state(web).get("StartedAt")
+    name = sc.unique_name("during-db-outage")
+
+    sc.docker("stop", "-t", "30", db)
+    try:
+        resp = portal.add_dam(name)
+        text = sc.visible_text(resp.text)
+    finally:
+        sc.docker("start", db)
+        sc.wait_healthy(db, 120)
+
+    assert not sc.add_succeeded(resp), f"add during a db outage claimed success (HTTP {resp.status_code})"
+    assert "Traceback" not in resp.text, f"a traceback reached the user: {text[:400]}"
+    assert resp.status_code == 503, (
+        f"an add during a db outage should answer 503 Service Unavailable with a clear message; "
+        f"got HTTP {resp.status_code}: {text[:300]}"
+    )
+    assert CLEAR_OUTAGE_MESSAGE.search(text), f"the refusal does not say what happened: {text[:300]}"
+
+    # Recovery without touching web: a fresh login and the app's JSON work again...
+    def recovered() -> bool:
+        fresh = sc.Portal(stack.base_url).login(*credentials)
+        return fresh.get(sc.CATCHUP_PATH, params={"after": 0}).status_code == 200
+
+    sc.wait_until(recovered, 90, 1.0, "web answering again after the db came back")
+    assert sc.container_state(web).get("StartedAt") == web_started, "web had to be restarted to recover"
+
+    # ...on every worker, for more than one request: no stale pooled connection is left to fail.
+    after = sc.Portal(stack.base_url).login(*credentials)
+    statuses = []
+    for _ in range(6 * asgi_processes):
+        r = after.get(sc.CATCHUP_PATH, params={"after": 0})
+        statuses.append((r.headers.get(sc.WORKER_HEADER), r.status_code))
+        time.sleep(0.05)
+    failed = [s for s in statuses if s[1] != 200]
+    assert not failed, f"requests still failing after recovery (worker, status): {failed}"
+
+    assert name not in after.dam_names(), f"the add refused during the outage was half-saved: {name!r}"
+    sc.add_dam_checked(after, sc.unique_name("after-db-outage"))

@@ -1,0 +1,62 @@
+"""One ASGI worker is SIGKILLed: supervisord brings it back; clients on the other workers
+notice nothing, the ones on the killed worker reconnect and catch up."""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+
+import faultkit as fk
+import stackclient as sc
+
+
+def test_killed_asgi_worker_is_restarted_and_others_notice_nothing(portal, containers, asgi_processes):
+    web = containers["web"]
+    assert asgi_processes >= 2, "this test needs at least two ASGI workers (the test stack runs 3)"
+    workers = sc.daphne_workers(web)
+    assert len(workers) == asgi_processes, f"daphne workers found in web: {workers}"
+
+    async def body(clients):
+        before, t = await fk.add_dam(portal, "before-worker-kill")
+        missing = await fk.missing_after(clients, {before}, t)
+        assert not missing, f"baseline: a dam did not reach {missing} ({fk.describe(clients)})"
+
+        victim = clients[0].worker
+        assert victim and victim.isdigit(), f"no {sc.WORKER_HEADER} header on the handshake: {victim!r}"
+        pid = workers[int(victim)]
+        os.kill(pid, signal.SIGKILL)
+
+        await asyncio.to_thread(
+            sc.wait_until,
+            lambda: sc.daphne_workers(web).get(int(victim)) not in (None, pid),
+            60, 0.5, f"supervisord restarting ASGI worker {victim}",
+        )
+        after, t = await fk.add_dam(portal, "after-worker-kill")
+        missing = await fk.missing_after(clients, {before, after}, t)
+        assert not missing, f"dams missing after the worker kill: {missing} ({fk.describe(clients)})"
+
+        others = [c for c in clients if c.workers[0] != victim]
+        assert others, "no client landed on another worker"
+        disturbed = [c.label for c in others if c.connections != 1 or c.closes or c.seen[after].how != "live"]
+        assert not disturbed, (
+            f"clients on workers other than {victim} noticed the kill: {disturbed} ({fk.describe(clients)})"
+        )
+        on_victim = [c for c in clients if c.workers[0] == victim]
+        assert all(c.connections >= 2 for c in on_victim), (
+            f"clients of the killed worker did not reconnect: {fk.describe(on_victim)}"
+        )
+
+        # The restarted worker takes connections again (nginx round-robin reaches it).
+        extra = []
+        try:
+            for i in range(3 * asgi_processes):
+                extra.append(await sc.NotificationClient(portal, label=f"x{i}").start())
+                if extra[-1].worker == victim:
+                    break
+            assert extra[-1].worker == victim, (
+                f"no new connection landed on restarted worker {victim}: {[c.worker for c in extra]}"
+            )
+        finally:
+            await asyncio.gather(*(c.stop() for c in extra), return_exceptions=True)
+
+    fk.run(fk.with_clients(portal, asgi_processes, 2, body))

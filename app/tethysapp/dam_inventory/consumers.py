@@ -1,0 +1,86 @@
+"""WebSocket consumer: /apps/dam-inventory/dams/notifications/ws/ (group `notifications`).
+
+Refusals (documented in README.md):
+  * Origin header missing or not an allowed host: the handshake is rejected (HTTP 403, the
+    browser sees close code 1006). The check is here, not only in the portal's ASGI stack,
+    because Tethys 4.6's asgi.py does not wrap WebSockets in AllowedHostsOriginValidator.
+  * anonymous user: accepted then closed with code 4401, so a client can tell "log in again"
+    from a network drop and stop reconnecting.
+"""
+
+import json
+from urllib.parse import urlsplit
+
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django.http.request import validate_host
+from tethys_sdk.routing import consumer
+
+from . import events
+
+CLOSE_UNAUTHENTICATED = 4401
+# Relative to the app root; the page builds the full path from the app's reversed home URL.
+NOTIFICATIONS_URL = "dams/notifications"
+
+
+def allowed_hosts():
+    hosts = list(settings.ALLOWED_HOSTS)
+    if not hosts and settings.DEBUG:
+        # What Django itself accepts for Host when DEBUG is on and ALLOWED_HOSTS is empty.
+        hosts = [".localhost", "127.0.0.1", "[::1]"]
+    return hosts
+
+
+def origin_allowed(scope):
+    origin = None
+    for name, value in scope.get("headers", []):
+        if name.lower() == b"origin":
+            origin = value.decode("latin1").strip()
+            break
+    if not origin or origin == "null":
+        return False
+    try:
+        parts = urlsplit(origin)
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError:
+        return False
+    if parts.scheme not in ("http", "https") or not host:
+        return False
+    if ":" in host:
+        host = f"[{host}]"
+    return validate_host(host, allowed_hosts())
+
+
+# login_required=False: Tethys' own check leaves an anonymous socket pending without closing
+# it; connect() below refuses it explicitly with a documented code instead.
+@consumer(name="dam_notification", url=NOTIFICATIONS_URL, login_required=False)
+class NotificationsConsumer(AsyncWebsocketConsumer):
+    joined = False
+
+    async def connect(self):
+        if not origin_allowed(self.scope):
+            await self.close()  # before accept: the handshake is refused with HTTP 403
+            return
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.accept()
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        await self.channel_layer.group_add(events.GROUP, self.channel_name)
+        self.joined = True
+        await self.accept()
+
+    async def disconnect(self, close_code):
+        if self.joined:
+            await self.channel_layer.group_discard(events.GROUP, self.channel_name)
+            self.joined = False
+
+    async def receive(self, text_data=None, bytes_data=None):
+        # Clients only listen; a "ping" gets a "pong" so they can probe a half-open socket.
+        if text_data == "ping":
+            await self.send(text_data="pong")
+
+    async def dam_notifications(self, event):
+        message = {k: v for k, v in event.items() if k != "type"}
+        await self.send(text_data=json.dumps(message))

@@ -1,0 +1,220 @@
+"""The persistent store `primary_db` (PostGIS): tables, the initializer, and the data functions.
+
+Every function that writes takes a session and commits exactly once, so an add or an assign is
+one transaction; notifications are queued on the session and only sent after that commit
+(see events.py).
+"""
+
+import datetime as dt
+
+from geoalchemy2 import Geometry
+from sqlalchemy import (
+    Column,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.orm import declarative_base, relationship
+
+from . import events
+
+Base = declarative_base()
+SRID = 4326
+# Key of the transaction-level advisory lock that serialises adds, so two concurrent adds can
+# not both pass the max_dams check (arbitrary constant, unique to this app).
+ADD_LOCK_KEY = 734_211_001
+
+
+class Dam(Base):
+    __tablename__ = "dams"
+
+    id = Column(Integer, primary_key=True)
+    name = Column(String(200), nullable=False)
+    owner = Column(String(50), nullable=False)
+    river = Column(String(200), nullable=False)
+    date_built = Column(Date, nullable=False)
+    # A typed PostGIS column (geometry(Point,4326)) registered in geometry_columns, so
+    # GeoServer and GIS tools read it directly.
+    geom = Column(Geometry("POINT", srid=SRID, spatial_index=True), nullable=False)
+    created_by = Column(String(150), nullable=True)
+    created_at = Column(DateTime(timezone=True), server_default=func.now(), nullable=False)
+
+    hydrograph = relationship(
+        "Hydrograph", back_populates="dam", uselist=False, cascade="all, delete-orphan"
+    )
+
+
+class Hydrograph(Base):
+    __tablename__ = "hydrographs"
+    __table_args__ = (UniqueConstraint("dam_id"),)
+
+    id = Column(Integer, primary_key=True)
+    dam_id = Column(ForeignKey("dams.id", ondelete="CASCADE"), nullable=False)
+
+    dam = relationship("Dam", back_populates="hydrograph")
+    points = relationship(
+        "HydrographPoint",
+        back_populates="hydrograph",
+        cascade="all, delete-orphan",
+        order_by="HydrographPoint.time",
+    )
+
+
+class HydrographPoint(Base):
+    __tablename__ = "hydrograph_points"
+
+    id = Column(Integer, primary_key=True)
+    hydrograph_id = Column(ForeignKey("hydrographs.id", ondelete="CASCADE"), nullable=False)
+    time = Column(Float, nullable=False)  # hours
+    flow = Column(Float, nullable=False)  # cfs
+
+    hydrograph = relationship("Hydrograph", back_populates="points")
+
+
+class DamDeletion(Base):
+    """One row per deleted dam, so a reconnecting client can learn what it missed."""
+
+    __tablename__ = "dam_deletions"
+
+    seq = Column(Integer, primary_key=True)
+    dam_id = Column(Integer, nullable=False)
+    deleted_at = Column(DateTime(timezone=True), server_default=func.now(), nullable=False)
+
+
+def init_primary_db(engine, first_time):
+    """Tethys persistent store initializer. Idempotent: CREATE ... IF NOT EXISTS only, no sample
+    data, so `tethys syncstores` can run at every container start."""
+    with engine.begin() as conn:
+        conn.execute(text("CREATE EXTENSION IF NOT EXISTS postgis"))
+    Base.metadata.create_all(engine, checkfirst=True)
+
+
+class InventoryFull(Exception):
+    pass
+
+
+def dam_payload(dam, lon=None, lat=None):
+    if lon is None or lat is None:
+        lon, lat = dam._lonlat
+    return {
+        "id": dam.id,
+        "name": dam.name,
+        "owner": dam.owner,
+        "river": dam.river,
+        "date_built": dam.date_built.isoformat(),
+        "lon": lon,
+        "lat": lat,
+    }
+
+
+def _with_lonlat(session, query):
+    rows = query.add_columns(func.ST_X(Dam.geom), func.ST_Y(Dam.geom)).all()
+    dams = []
+    for dam, lon, lat in rows:
+        dam._lonlat = (lon, lat)
+        dams.append(dam)
+    return dams
+
+
+def list_dams(session, since=0):
+    return _with_lonlat(session, session.query(Dam).filter(Dam.id > since).order_by(Dam.id))
+
+
+def get_dam(session, dam_id):
+    found = _with_lonlat(session, session.query(Dam).filter(Dam.id == dam_id))
+    return found[0] if found else None
+
+
+def count_dams(session):
+    return session.query(func.count(Dam.id)).scalar()
+
+
+def add_dam(session, *, name, owner, river, date_built, lon, lat, created_by=None, max_dams=None):
+    """Adds a dam and queues its notification; one transaction. Raises InventoryFull."""
+    try:
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": ADD_LOCK_KEY})
+        if max_dams is not None and count_dams(session) >= max_dams:
+            raise InventoryFull(name)
+        dam = Dam(
+            name=name,
+            owner=owner,
+            river=river,
+            date_built=date_built,
+            geom=func.ST_SetSRID(func.ST_MakePoint(lon, lat), SRID),
+            created_by=created_by,
+        )
+        session.add(dam)
+        session.flush()
+        dam._lonlat = (lon, lat)
+        payload = dam_payload(dam, lon, lat)
+        events.queue(session, events.dam_added(payload))
+        session.commit()
+        return payload
+    except BaseException:
+        session.rollback()
+        raise
+
+
+def delete_dam(session, dam):
+    """Deletes a dam (its hydrograph goes with it), records the deletion and queues the
+    notification; one transaction. Returns the deletion sequence number."""
+    try:
+        dam_id, name = dam.id, dam.name
+        session.delete(dam)
+        deletion = DamDeletion(dam_id=dam_id)
+        session.add(deletion)
+        session.flush()
+        events.queue(session, events.dam_deleted(dam_id, name, deletion.seq))
+        session.commit()
+        return deletion.seq
+    except BaseException:
+        session.rollback()
+        raise
+
+
+def deletions_since(session, seq):
+    return session.query(DamDeletion).filter(DamDeletion.seq > seq).order_by(DamDeletion.seq).all()
+
+
+def last_deletion_seq(session):
+    return session.query(func.coalesce(func.max(DamDeletion.seq), 0)).scalar()
+
+
+def replace_hydrograph(session, dam_id, points):
+    """Replaces the dam's hydrograph by `points` [(time, flow)]; one transaction, so a failure
+    leaves the previous hydrograph untouched."""
+    try:
+        dam = session.query(Dam).filter(Dam.id == dam_id).with_for_update().one_or_none()
+        if dam is None:
+            raise LookupError(dam_id)
+        if dam.hydrograph is not None:
+            session.delete(dam.hydrograph)
+            session.flush()
+        hydrograph = Hydrograph(dam_id=dam.id)
+        hydrograph.points = [HydrographPoint(time=t, flow=f) for t, f in points]
+        session.add(hydrograph)
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+
+
+def hydrograph_points(session, dam_id):
+    rows = (
+        session.query(HydrographPoint.time, HydrographPoint.flow)
+        .join(Hydrograph)
+        .filter(Hydrograph.dam_id == dam_id)
+        .order_by(HydrographPoint.time)
+        .all()
+    )
+    return [(t, f) for t, f in rows]
+
+
+def today():
+    return dt.date.today()

@@ -1,0 +1,307 @@
+/*
+ * Dam inventory live client. Plain DOM only: it must work when the CDN libraries (jQuery,
+ * Bootstrap, OpenLayers) do not load. The map is decorated only if OpenLayers and the Tethys
+ * map gizmo are present.
+ *
+ * Every URL comes from data- attributes rendered by the server (#dam-inventory-client).
+ * Messages from the socket: {"event": "dam_added", "dam": {...}} and
+ * {"event": "dam_deleted", "id": N, "seq": S}. After any (re)connect the client asks the
+ * catch-up endpoint for what happened since the last id / deletion it knows.
+ */
+(function () {
+  "use strict";
+
+  var root = document.getElementById("dam-inventory-client");
+  if (!root) { return; }
+
+  var cfg = {
+    wsPath: root.dataset.wsPath,
+    sinceUrl: root.dataset.sinceUrl,
+    damJsonUrl: root.dataset.damJsonUrl,
+    closeUnauthenticated: parseInt(root.dataset.closeUnauthenticated, 10) || 4401
+  };
+  var BACKOFF_MIN_MS = 1000;
+  var BACKOFF_MAX_MS = 30000;
+
+  var state = {
+    lastId: parseInt(root.dataset.lastId, 10) || 0,
+    lastDeletion: parseInt(root.dataset.lastDeletion, 10) || 0,
+    known: {},            // dam ids this page shows
+    socket: null,
+    attempts: 0,
+    connects: 0,
+    lastShown: null,
+    stopped: false
+  };
+  var mapState = { map: null, source: null, pending: [] };
+
+  function $(id) { return document.getElementById(id); }
+
+  function setStatus(s) {
+    var el = $("dam-ws-status");
+    if (el) { el.dataset.state = s; el.textContent = s; }
+    root.dataset.socketState = s;
+  }
+
+  // ---- table ---------------------------------------------------------------------------
+  function tableBody() {
+    var t = $("dam-table") || $("dam-list");
+    return t ? t.tBodies[0] : null;
+  }
+
+  document.querySelectorAll("tr[data-dam-id]").forEach(function (tr) {
+    state.known[tr.dataset.damId] = true;
+  });
+
+  function addRow(dam) {
+    var body = tableBody();
+    if (!body || body.querySelector('tr[data-dam-id="' + dam.id + '"]')) { return; }
+    var empty = body.querySelector("tr.dam-empty");
+    if (empty) { empty.remove(); }
+    var tr = document.createElement("tr");
+    tr.dataset.damId = String(dam.id);
+    var cells = [dam.name, dam.owner, dam.river, dam.date_built];
+    if ($("dam-table")) { cells.push(dam.lon.toFixed(5), dam.lat.toFixed(5)); }
+    cells.forEach(function (v) {
+      var td = document.createElement("td");
+      td.textContent = v;
+      tr.appendChild(td);
+    });
+    tr.appendChild(document.createElement("td"));
+    tr.classList.add("dam-new");
+    body.appendChild(tr);
+  }
+
+  function removeRow(id) {
+    var tr = document.querySelector('tr[data-dam-id="' + id + '"]');
+    if (tr) { tr.remove(); }
+  }
+
+  // ---- map (optional) --------------------------------------------------------------------
+  function featureFor(dam) {
+    var ol = window.ol;
+    var f = new ol.Feature({ geometry: new ol.geom.Point([dam.lon, dam.lat]) });
+    f.setId(dam.id);
+    f.set("dam", dam);
+    return f;
+  }
+
+  function mapAdd(dam) {
+    if (!mapState.source) { mapState.pending.push(dam); return; }
+    if (!mapState.source.getFeatureById(dam.id)) { mapState.source.addFeature(featureFor(dam)); }
+  }
+
+  function mapRemove(id) {
+    if (!mapState.source) { return; }
+    var f = mapState.source.getFeatureById(id);
+    if (f) { mapState.source.removeFeature(f); }
+  }
+
+  function setupMap(tries) {
+    var api = window.TETHYS_MAP_VIEW;
+    var map = api && typeof api.getMap === "function" ? api.getMap() : null;
+    if (!window.ol || !map) {
+      if (tries < 40 && document.querySelector(".dam-map")) {  // bounded: ~10 s, then give up
+        window.setTimeout(function () { setupMap(tries + 1); }, 250);
+      }
+      return;
+    }
+    var ol = window.ol;
+    mapState.map = map;
+    mapState.source = new ol.source.Vector();
+    map.addLayer(new ol.layer.Vector({
+      source: mapState.source,
+      style: new ol.style.Style({
+        image: new ol.style.Circle({
+          radius: 6,
+          fill: new ol.style.Fill({ color: "#244C96" }),
+          stroke: new ol.style.Stroke({ color: "#fff", width: 2 })
+        })
+      })
+    }));
+    map.on("singleclick", function (e) {
+      map.forEachFeatureAtPixel(e.pixel, function (f) {
+        if (f.get("dam")) { showDetails(f.get("dam").id); return true; }
+        return false;
+      });
+    });
+    fetchJson(cfg.sinceUrl + "?since=0&deleted_since=0").then(function (data) {
+      data.dams.forEach(mapAdd);
+    }).catch(function () { /* the table still lists the dams */ });
+    mapState.pending.splice(0).forEach(mapAdd);
+  }
+
+  function showOnMap(dam) {
+    if (mapState.map) {
+      mapState.map.getView().animate({ center: [dam.lon, dam.lat], zoom: 10 });
+    }
+    var tr = document.querySelector('tr[data-dam-id="' + dam.id + '"]');
+    if (tr) {
+      document.querySelectorAll("tr.dam-highlight").forEach(function (r) { r.classList.remove("dam-highlight"); });
+      tr.classList.add("dam-highlight");
+      tr.scrollIntoView({ block: "center" });
+    }
+    showDetails(dam.id);
+  }
+
+  // ---- details panel ---------------------------------------------------------------------
+  function damJsonUrl(id) { return cfg.damJsonUrl.replace(/\/0\/json\/$/, "/" + id + "/json/"); }
+
+  function drawHydrograph(el, points) {
+    el.textContent = "";
+    if (!points.length) { el.textContent = "No hydrograph assigned."; return; }
+    var NS = "http://www.w3.org/2000/svg", w = 300, h = 150, pad = 10;
+    var t0 = points[0][0], t1 = points[points.length - 1][0];
+    var fmax = Math.max.apply(null, points.map(function (p) { return p[1]; })) || 1;
+    var svg = document.createElementNS(NS, "svg");
+    svg.setAttribute("viewBox", "0 0 " + w + " " + h);
+    svg.setAttribute("class", "hydrograph-plot");
+    var line = document.createElementNS(NS, "polyline");
+    line.setAttribute("class", "flow");
+    line.setAttribute("points", points.map(function (p) {
+      var x = pad + (p[0] - t0) / ((t1 - t0) || 1) * (w - 2 * pad);
+      var y = h - pad - p[1] / fmax * (h - 2 * pad);
+      return x.toFixed(1) + "," + y.toFixed(1);
+    }).join(" "));
+    svg.appendChild(line);
+    el.appendChild(svg);
+  }
+
+  function showDetails(id) {
+    var panel = $("dam-details");
+    if (!panel) { return; }
+    fetchJson(damJsonUrl(id)).then(function (data) {
+      var d = data.dam;
+      $("dam-details-name").textContent = d.name;
+      $("dam-details-owner").textContent = d.owner;
+      $("dam-details-river").textContent = d.river;
+      $("dam-details-date").textContent = d.date_built;
+      $("dam-details-location").textContent = d.lon.toFixed(5) + ", " + d.lat.toFixed(5);
+      drawHydrograph($("dam-details-hydrograph"), data.hydrograph);
+      $("dam-details-hydrograph-link").href = data.hydrograph_url;
+      var del = $("dam-details-delete-link");
+      if (data.delete_url) { del.href = data.delete_url; del.hidden = false; } else { del.hidden = true; }
+      panel.hidden = false;
+      panel.dataset.damId = String(d.id);
+    }).catch(function () { panel.hidden = true; });
+  }
+
+  document.addEventListener("click", function (e) {
+    var tr = e.target.closest && e.target.closest("tr[data-dam-id]");
+    if (tr && $("dam-details") && !e.target.closest("a,button")) { showDetails(tr.dataset.damId); }
+  });
+
+  // ---- notification box ------------------------------------------------------------------
+  function notify(text, dam) {
+    var box = $("dam-notification");
+    if (!box) { return; }
+    $("dam-notification-text").textContent = text;
+    $("dam-notification-show").hidden = !dam;
+    state.lastShown = dam || null;
+    box.hidden = false;
+  }
+
+  function wireNotification() {
+    var show = $("dam-notification-show");
+    if (show) { show.addEventListener("click", function () { if (state.lastShown) { showOnMap(state.lastShown); } }); }
+    var refresh = $("dam-notification-refresh");
+    if (refresh) { refresh.addEventListener("click", function () { window.location.reload(); }); }
+    var close = $("dam-notification-close");
+    if (close) { close.addEventListener("click", function () { $("dam-notification").hidden = true; }); }
+  }
+
+  // ---- events ----------------------------------------------------------------------------
+  function onAdded(dam, quiet) {
+    if (dam.id > state.lastId) { state.lastId = dam.id; }
+    if (Object.prototype.hasOwnProperty.call(state.known, String(dam.id))) { return false; }
+    state.known[dam.id] = true;
+    addRow(dam);
+    mapAdd(dam);
+    if (!quiet) { notify("Dam " + dam.name + " was added", dam); }
+    return true;
+  }
+
+  function onDeleted(id, seq, name) {
+    if (seq && seq > state.lastDeletion) { state.lastDeletion = seq; }
+    delete state.known[id];
+    removeRow(id);
+    mapRemove(id);
+    if (name) { notify("Dam " + name + " was deleted", null); }
+  }
+
+  function handleMessage(raw) {
+    var msg;
+    try { msg = JSON.parse(raw); } catch (err) { return; }
+    if (msg.event === "dam_added" && msg.dam) { onAdded(msg.dam, false); }
+    else if (msg.event === "dam_deleted") { onDeleted(msg.id, msg.seq, msg.name); }
+  }
+
+  function fetchJson(url) {
+    return window.fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (r) {
+        if (!r.ok) { throw new Error("HTTP " + r.status); }
+        return r.json();
+      });
+  }
+
+  function catchUp() {
+    var url = cfg.sinceUrl + "?since=" + state.lastId + "&deleted_since=" + state.lastDeletion;
+    return fetchJson(url).then(function (data) {
+      var added = data.dams.filter(function (d) { return onAdded(d, true); });
+      data.deleted.forEach(function (d) { onDeleted(d.id, d.seq, null); });
+      state.lastId = Math.max(state.lastId, data.last_id);
+      state.lastDeletion = Math.max(state.lastDeletion, data.last_deletion);
+      if (added.length === 1) { notify("Dam " + added[0].name + " was added", added[0]); }
+      else if (added.length > 1) {
+        notify(added.length + " dams were added, the last one: " + added[added.length - 1].name, added[added.length - 1]);
+      }
+      root.dataset.catchups = String((parseInt(root.dataset.catchups, 10) || 0) + 1);
+    }).catch(function () { /* retried at the next reconnect */ });
+  }
+
+  // ---- socket ----------------------------------------------------------------------------
+  function socketUrl() {
+    var scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
+    return scheme + "//" + window.location.host + cfg.wsPath;
+  }
+
+  function scheduleReconnect() {
+    var base = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * Math.pow(2, state.attempts));
+    var delay = base / 2 + Math.random() * base / 2;  // jitter: clients do not return in step
+    state.attempts += 1;
+    setStatus("reconnecting");
+    window.setTimeout(connect, delay);
+  }
+
+  function connect() {
+    if (state.stopped) { return; }
+    setStatus("connecting");
+    var ws;
+    try { ws = new window.WebSocket(socketUrl()); } catch (err) { scheduleReconnect(); return; }
+    state.socket = ws;
+    ws.onopen = function () {
+      state.attempts = 0;
+      state.connects += 1;
+      root.dataset.connects = String(state.connects);
+      setStatus("open");
+      catchUp();  // also covers what happened between page render and this first open
+    };
+    ws.onmessage = function (e) { handleMessage(e.data); };
+    ws.onclose = function (e) {
+      state.socket = null;
+      if (e.code === cfg.closeUnauthenticated) {
+        state.stopped = true;
+        setStatus("unauthenticated");
+        notify("Your session has ended: log in again to get live updates.", null);
+        return;
+      }
+      setStatus("closed");
+      scheduleReconnect();
+    };
+  }
+
+  window.damInventoryClient = { state: state, catchUp: catchUp, socketUrl: socketUrl };
+  wireNotification();
+  setupMap(0);
+  connect();
+})();

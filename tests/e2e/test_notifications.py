@@ -1,0 +1,235 @@
+"""End to end through nginx: login, WebSocket clients on every ASGI worker, form POSTs.
+
+Receive waits are timeouts (the 1 s budget of the contract), not speed measurements: a client
+either has the dam by then or the test fails. Silence after a refused add is checked the same
+bounded way, then confirmed meaningful by a valid add that must be the next message."""
+
+import asyncio
+import contextlib
+import json
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from stacklib import (
+    APP_PATH,
+    BASE_URL,
+    WS_BASE,
+    WS_PATH,
+    add_dam,
+    cookie_header,
+    dam_form,
+    message_mentions,
+    new_session,
+    post_dam,
+    unique_name,
+)
+
+DELIVERY_TIMEOUT = 1.0  # every client must hold the new dam within this (issue 5 §2)
+SILENCE_WINDOW = 1.5  # how long a refused add is watched for a stray message
+MAX_CONNECT_ATTEMPTS = 30  # bound on connections opened while looking for every worker
+
+
+async def open_ws(cookie=None, origin=BASE_URL):
+    headers = {"Cookie": cookie} if cookie else {}
+    return await connect(
+        WS_BASE + WS_PATH,
+        origin=origin,
+        additional_headers=headers,
+        open_timeout=10,
+        proxy=None,  # straight to 127.0.0.1, whatever the environment says
+        max_queue=None,
+    )
+
+
+@contextlib.asynccontextmanager
+async def clients_on_every_worker(session, workers):
+    """Opens clients until each of the workers 1..N holds one (bounded), yields {worker: ws}."""
+    cookie = cookie_header(session)
+    by_worker, extra = {}, []
+    try:
+        for _ in range(MAX_CONNECT_ATTEMPTS):
+            if len(by_worker) == workers:
+                break
+            ws = await open_ws(cookie)
+            worker = ws.response.headers.get("X-Asgi-Worker")
+            assert worker, "the handshake response has no X-Asgi-Worker header"
+            if worker in by_worker:
+                extra.append(ws)
+            else:
+                by_worker[worker] = ws
+        assert sorted(by_worker) == [str(n) for n in range(1, workers + 1)], (
+            f"after {MAX_CONNECT_ATTEMPTS} connections only workers {sorted(by_worker)} were reached"
+        )
+        for ws in extra:  # only one client per worker is needed
+            await ws.close()
+        extra.clear()
+        yield by_worker
+    finally:
+        for ws in list(by_worker.values()) + extra:
+            await ws.close()
+
+
+async def next_message_for(ws, name, timeout):
+    """The first message, which must be about `name`; fails if none arrives in `timeout`."""
+    try:
+        raw = await asyncio.wait_for(ws.recv(), timeout)
+    except asyncio.TimeoutError:
+        raise AssertionError(f"no message within {timeout} s") from None
+    assert message_mentions(raw, name), f"expected dam {name!r} first, got {raw!r}"
+    return json.loads(raw)
+
+
+async def assert_silent(clients, window):
+    async def one(worker, ws):
+        try:
+            raw = await asyncio.wait_for(ws.recv(), window)
+        except asyncio.TimeoutError:
+            return None
+        return f"worker {worker}: {raw!r}"
+
+    stray = [m for m in await asyncio.gather(*(one(w, ws) for w, ws in clients.items())) if m]
+    assert not stray, f"a refused add sent messages: {stray}"
+
+
+async def assert_all_receive(clients, name):
+    payloads = await asyncio.gather(
+        *(next_message_for(ws, name, DELIVERY_TIMEOUT) for ws in clients.values()),
+        return_exceptions=True,
+    )
+    failed = {w: repr(p) for w, p in zip(clients, payloads) if isinstance(p, BaseException)}
+    assert not failed, f"clients that did not get dam {name!r}: {failed}"
+    return payloads
+
+
+@pytest.fixture
+def workers(stack):
+    return int(stack.env("web")["ASGI_PROCESSES"])
+
+
+def test_login_through_nginx(admin_session):
+    r = admin_session.get(BASE_URL + APP_PATH, timeout=30)
+    assert r.status_code == 200, f"app home after login: HTTP {r.status_code}"
+    assert "nginx" in r.headers.get("Server", ""), "the response did not come through nginx"
+    assert "/accounts/login" not in r.url
+
+
+def test_anonymous_http_is_sent_to_login():
+    r = new_session().get(BASE_URL + APP_PATH, timeout=30, allow_redirects=False)
+    assert r.status_code in (302, 303) and "/accounts/login" in r.headers["Location"]
+
+
+async def test_a_new_dam_reaches_clients_on_every_worker(admin_session, workers):
+    assert workers == 3, "the test stack runs ASGI_PROCESSES=3"
+    async with clients_on_every_worker(admin_session, workers) as clients:
+        name = unique_name("E2E fan-out dam")
+        form = await asyncio.to_thread(add_dam, admin_session, name, owner="Army Corp", river="Provo")
+        payloads = await assert_all_receive(clients, name)
+        for payload in payloads:
+            values = json_values(payload)
+            assert form["owner"] in values and form["river"] in values, f"payload lacks the dam: {payload}"
+
+
+def json_values(obj):
+    if isinstance(obj, dict):
+        return [v for x in obj.values() for v in json_values(x)]
+    if isinstance(obj, list):
+        return [v for x in obj for v in json_values(x)]
+    return [obj]
+
+
+BAD_FORMS = {
+    "missing name": dict(name=""),
+    "unknown owner": dict(owner="Somebody"),
+    "future date": dict(date_built="2999-01-01"),
+    "not a date": dict(date_built="someday"),
+    "latitude out of range": dict(lat=123.0),
+    "not GeoJSON": dict(geometry="{not json"),
+    "two points": dict(geometry=json.dumps({"type": "MultiPoint", "coordinates": [[1, 2], [3, 4]]})),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FORMS))
+async def test_a_refused_bad_input_sends_nothing(admin_session, workers, case):
+    async with clients_on_every_worker(admin_session, workers) as clients:
+        bad = dict(BAD_FORMS[case])
+        name = bad.pop("name", None)
+        name = unique_name("E2E bad dam") if name is None else name
+        resp = await asyncio.to_thread(post_dam, admin_session, dam_form(name, **bad))
+        assert resp.status_code not in (302, 303), f"{case}: the add was accepted"
+        assert resp.status_code < 500, f"{case}: HTTP {resp.status_code}"
+        await assert_silent(clients, SILENCE_WINDOW)
+        # the clients were listening all along: the next valid dam is their very next message
+        good = unique_name("E2E control dam")
+        await asyncio.to_thread(add_dam, admin_session, good)
+        await assert_all_receive(clients, good)
+
+
+async def test_a_user_without_permission_cannot_add_and_nothing_is_sent(admin_session, viewer_session, workers):
+    async with clients_on_every_worker(admin_session, workers) as clients:
+        name = unique_name("E2E forbidden dam")
+        resp = await asyncio.to_thread(post_dam, viewer_session, dam_form(name))
+        assert resp.status_code == 403, f"a user without add_dams got HTTP {resp.status_code}"
+        await assert_silent(clients, SILENCE_WINDOW)
+        good = unique_name("E2E control dam")
+        await asyncio.to_thread(add_dam, admin_session, good)
+        await assert_all_receive(clients, good)
+
+
+async def test_a_full_inventory_refuses_and_sends_nothing(stack, admin_session, workers):
+    original = stack.get_max_dams_raw()
+    async with clients_on_every_worker(admin_session, workers) as clients:
+        first = unique_name("E2E before-full dam")
+        await asyncio.to_thread(add_dam, admin_session, first)
+        await assert_all_receive(clients, first)
+        try:
+            stack.set_max_dams_raw("1")  # at least one dam exists now: the inventory is full
+            name = unique_name("E2E overflow dam")
+            resp = await asyncio.to_thread(post_dam, admin_session, dam_form(name))
+            assert resp.status_code not in (302, 303), "an add was accepted with the inventory full"
+            assert resp.status_code < 500, f"HTTP {resp.status_code}"
+            assert "full" in resp.text.lower(), "no 'inventory full' message on the refused add"
+            await assert_silent(clients, SILENCE_WINDOW)
+        finally:
+            stack.set_max_dams_raw(original)
+        good = unique_name("E2E control dam")
+        await asyncio.to_thread(add_dam, admin_session, good)
+        await assert_all_receive(clients, good)
+
+
+async def expect_refused(cookie, origin):
+    """Refused at the handshake (HTTP 403), or accepted and closed at once without a message."""
+    try:
+        ws = await open_ws(cookie, origin)
+    except InvalidStatus as e:
+        assert e.response.status_code in (401, 403), f"handshake refused with {e.response.status_code}"
+        return f"handshake {e.response.status_code}"
+    try:
+        raw = await asyncio.wait_for(ws.recv(), 5)
+    except ConnectionClosed as e:
+        assert e.rcvd is None or e.rcvd.code != 1000, "closed as if everything were fine (1000)"
+        return f"closed {e.rcvd.code if e.rcvd else None}"
+    except asyncio.TimeoutError:
+        raise AssertionError("the connection was accepted and stayed open") from None
+    finally:
+        await ws.close()
+    raise AssertionError(f"the refused connection received {raw!r}")
+
+
+async def test_anonymous_websocket_is_refused():
+    await expect_refused(cookie=None, origin=BASE_URL)
+
+
+async def test_foreign_origin_websocket_is_refused(admin_session):
+    await expect_refused(cookie_header(admin_session), origin="http://evil.example.com")
+
+
+async def test_websocket_with_session_and_right_origin_is_accepted(admin_session):
+    # the control for the two refusals above: same client, only cookie/origin differ
+    ws = await open_ws(cookie_header(admin_session), BASE_URL)
+    try:
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(ws.recv(), 0.5)  # open and quiet: not closed on us
+    finally:
+        await ws.close()

@@ -1,0 +1,78 @@
+"""No secret of the env files is baked into any image the stack runs: not in a layer's files,
+not in the build history (ARG/RUN lines), not in the image config (ENV, labels)."""
+
+import json
+import subprocess
+
+import pytest
+
+from stacklib import ENV_DIR, ROOT, docker_inspect, run, secret_values
+
+CHUNK = 8 * 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def secrets_to_find():
+    # the test stack's secrets, and the default stack's if it was generated on this machine
+    # (an image built for `make up` would have been built while those existed)
+    found = secret_values([ENV_DIR, ROOT / "env"])
+    assert found, f"no secret values found in {ENV_DIR}/*.env: were the env files generated?"
+    return found
+
+
+@pytest.fixture(scope="module")
+def stack_images(stack):
+    images = {}
+    for service, cid in stack.containers().items():
+        info = docker_inspect(cid)[0]
+        images[info["Image"]] = f"{service} ({info['Config']['Image']})"
+    assert images
+    return images
+
+
+def _leaks(text, secrets):
+    return [where for value, where in secrets.items() if value in text]
+
+
+def test_no_secret_in_image_config(stack_images, secrets_to_find):
+    for image, label in stack_images.items():
+        config = json.dumps(docker_inspect(image)[0])
+        assert not _leaks(config, secrets_to_find), f"image of {label}: config holds {_leaks(config, secrets_to_find)}"
+
+
+def test_no_secret_in_build_history(stack_images, secrets_to_find):
+    for image, label in stack_images.items():
+        history = run(["docker", "history", "--no-trunc", "--format", "{{.CreatedBy}}", image]).stdout
+        assert not _leaks(history, secrets_to_find), f"image of {label}: history holds {_leaks(history, secrets_to_find)}"
+
+
+def _scan_stream(argv, needles):
+    """Searches a command's stdout for byte strings, chunk by chunk, without keeping it."""
+    needles = {n.encode(): where for n, where in needles.items()}
+    overlap = max(len(n) for n in needles)
+    hits = set()
+    total = 0
+    with subprocess.Popen(argv, stdout=subprocess.PIPE) as proc:
+        tail = b""
+        while True:
+            chunk = proc.stdout.read(CHUNK)
+            if not chunk:
+                break
+            total += len(chunk)
+            window = tail + chunk
+            for needle, where in needles.items():
+                if needle in window:
+                    hits.add(where)
+            tail = window[-overlap:]
+        rc = proc.wait(timeout=600)
+    assert rc == 0, f"{' '.join(argv)} exited {rc}"
+    return hits, total
+
+
+def test_no_secret_in_any_image_layer(stack_images, secrets_to_find):
+    # `docker save` writes the layers as plain (uncompressed) tars inside a tar, so a file that
+    # holds a secret in any layer, even one deleted by a later layer, shows it verbatim.
+    for image, label in stack_images.items():
+        hits, total = _scan_stream(["docker", "save", image], secrets_to_find)
+        assert total > 1_000_000, f"docker save {label} gave only {total} bytes"
+        assert not hits, f"image of {label}: a layer holds {sorted(hits)}"

@@ -33,9 +33,14 @@ APP_ROOT = "/apps/dam-inventory/"
 LOGIN_PATH = "/accounts/login/"
 ADD_PATH = APP_ROOT + "dams/add/"
 WS_PATH = APP_ROOT + "dams/notifications/ws/"
-# app/README.md: GET ?after=<id> -> {"dams": [...]} ordered by id, the dams added after that id.
+# The catch-up endpoint (app controllers.dams_since): GET ?since=<id> ->
+# {"dams": [...], "deleted": [...], "last_id": N, ...}, the dams with id > since, ordered by id.
 CATCHUP_PATH = APP_ROOT + "dams/since/"
-DAMS_JSON_PATH = APP_ROOT + "dams/json/"
+HYDROGRAPH_ASSIGN_PATH = APP_ROOT + "hydrographs/assign/"
+
+
+def dam_json_path(dam_id: int) -> str:
+    return f"{APP_ROOT}dams/{dam_id}/json/"
 WORKER_HEADER = "X-Asgi-Worker"
 
 
@@ -259,7 +264,7 @@ class Portal:
         return self.post(ADD_PATH, dam_form(name, **overrides))
 
     def dams_since(self, after: int = 0) -> list[dict]:
-        resp = self.get(CATCHUP_PATH, params={"after": after})
+        resp = self.get(CATCHUP_PATH, params={"since": after})
         resp.raise_for_status()
         return extract_dams(resp.json())
 

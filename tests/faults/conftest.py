@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# --import-mode=importlib (tests/pytest-stack.ini) puts nothing on sys.path: add tests/ (for
+# stackclient) and this directory (for faultkit) ourselves.
+sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
 
 import stackclient as sc  # noqa: E402
 
@@ -20,7 +22,7 @@ SERVICES = ("web", "redis", "db")
 
 
 @pytest.fixture(scope="session")
-def stack() -> sc.StackSettings:
+def target() -> sc.StackSettings:
     settings = sc.stack_settings()
     try:
         web = sc.container_id(settings.project, "web")
@@ -32,43 +34,43 @@ def stack() -> sc.StackSettings:
 
 
 @pytest.fixture
-def containers(stack) -> dict[str, str]:
-    return {name: sc.container_id(stack.project, name) for name in SERVICES}
+def containers(target) -> dict[str, str]:
+    return {name: sc.container_id(target.project, name) for name in SERVICES}
 
 
 @pytest.fixture(scope="session")
-def credentials(stack) -> tuple[str, str]:
-    return sc.admin_credentials(stack)
+def credentials(target) -> tuple[str, str]:
+    return sc.admin_credentials(target)
 
 
 @pytest.fixture
-def portal(stack, credentials) -> sc.Portal:
+def portal(target, credentials) -> sc.Portal:
     """A fresh admin session per test (a db or web restart must not leave a stale one)."""
-    return sc.Portal(stack.base_url).login(*credentials)
+    return sc.Portal(target.base_url).login(*credentials)
 
 
 @pytest.fixture(scope="session")
-def asgi_processes(stack) -> int:
+def asgi_processes(target) -> int:
     """How many daphne workers the web container runs (X-Asgi-Worker values 1..N)."""
-    found = len(sc.daphne_workers(sc.container_id(stack.project, "web")))
+    found = len(sc.daphne_workers(sc.container_id(target.project, "web")))
     wanted = int(os.environ.get("ASGI_PROCESSES", found or 1))
     return found or wanted
 
 
 @pytest.fixture(autouse=True)
-def stack_healthy_after(request, stack):
+def stack_healthy_after(request, target):
     """Whatever a fault test did (or failed to undo), leave every service running and healthy
     for the next test and the next suite."""
     yield
     for name in SERVICES:
         try:
-            cid = sc.container_id(stack.project, name)
+            cid = sc.container_id(target.project, name)
         except RuntimeError:
             continue
         if not sc.container_state(cid).get("Running"):
             sc.docker("start", cid, check=False)
     for name in SERVICES:
         try:
-            sc.wait_healthy(sc.container_id(stack.project, name), timeout=180)
+            sc.wait_healthy(sc.container_id(target.project, name), timeout=180)
         except (RuntimeError, TimeoutError) as exc:
             pytest.fail(f"after {request.node.name}, service {name} did not come back: {exc}")

@@ -10,7 +10,7 @@ import stackclient as sc
 CLEAR_OUTAGE_MESSAGE = re.compile(r"database|unavailable|try again|temporar", re.I)
 
 
-def test_db_outage_refuses_add_cleanly_and_web_recovers(stack, credentials, portal, containers, asgi_processes):
+def test_db_outage_refuses_add_cleanly_and_web_recovers(target, credentials, portal, containers, asgi_processes):
     db, web = containers["db"], containers["web"]
     web_started = sc.container_state(web).get("StartedAt")
     name = sc.unique_name("during-db-outage")
@@ -33,17 +33,17 @@ def test_db_outage_refuses_add_cleanly_and_web_recovers(stack, credentials, port
 
     # Recovery without touching web: a fresh login and the app's JSON work again...
     def recovered() -> bool:
-        fresh = sc.Portal(stack.base_url).login(*credentials)
-        return fresh.get(sc.CATCHUP_PATH, params={"after": 0}).status_code == 200
+        fresh = sc.Portal(target.base_url).login(*credentials)
+        return fresh.get(sc.CATCHUP_PATH, params={"since": 0}).status_code == 200
 
     sc.wait_until(recovered, 90, 1.0, "web answering again after the db came back")
     assert sc.container_state(web).get("StartedAt") == web_started, "web had to be restarted to recover"
 
     # ...on every worker, for more than one request: no stale pooled connection is left to fail.
-    after = sc.Portal(stack.base_url).login(*credentials)
+    after = sc.Portal(target.base_url).login(*credentials)
     statuses = []
     for _ in range(6 * asgi_processes):
-        r = after.get(sc.CATCHUP_PATH, params={"after": 0})
+        r = after.get(sc.CATCHUP_PATH, params={"since": 0})
         statuses.append((r.headers.get(sc.WORKER_HEADER), r.status_code))
         time.sleep(0.05)
     failed = [s for s in statuses if s[1] != 200]

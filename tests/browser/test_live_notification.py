@@ -1,0 +1,69 @@
+"""Two users in two browser contexts: one adds a dam through the Add Dam form, the other, with
+the home page open, sees the notification and the new dam without reloading.
+
+Offline, honestly: the home map is OpenLayers from a CDN, which no CI machine of this kind can
+reach (and _same_host_only cuts it), so the map cannot render. The app's JS client then adds the
+new dam to the page's dam table instead of the map: the table row is what this test checks.
+For the same reason the Add Dam page's map cannot take a drawn point; the user types the
+coordinates into the form's longitude/latitude fields, which the app offers for exactly this.
+Timeouts below are upper bounds for a slow CI machine, not speed assertions."""
+
+import re
+
+from playwright.sync_api import expect
+
+from stacklib import ADD_PATH, APP_PATH, BASE_URL, LOGIN_PATH, unique_name
+
+
+def log_in(page, username, password):
+    page.goto(BASE_URL + LOGIN_PATH, wait_until="domcontentloaded")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", password)
+    with page.expect_navigation(wait_until="domcontentloaded"):
+        page.click("[name=login-submit]")
+    assert LOGIN_PATH not in page.url, f"login as {username} failed: still on {page.url}"
+
+
+def open_home_live(page):
+    page.goto(BASE_URL + APP_PATH, wait_until="domcontentloaded")
+    # the JS client reports its socket state in the page; wait until it is really open
+    expect(page.locator("#dam-ws-status")).to_have_attribute("data-state", "open", timeout=20_000)
+    page.evaluate("window.__sameDocument = 'not reloaded'")
+
+
+def test_second_user_sees_new_dam_live(new_page, admin_credentials, viewer_credentials):
+    viewer = new_page("viewer")
+    log_in(viewer, *viewer_credentials)
+    open_home_live(viewer)
+
+    adder = new_page("adder")
+    log_in(adder, *admin_credentials)
+    adder.goto(BASE_URL + ADD_PATH, wait_until="domcontentloaded")
+    name = unique_name("Browser dam")
+    adder.fill("input[name=name]", name)
+    adder.select_option("select[name=owner]", "Other")
+    adder.fill("input[name=river]", "Weber")
+    adder.fill("input[name=date-built]", "1999-09-09")
+    adder.fill("input[name=longitude]", "-111.5")
+    adder.fill("input[name=latitude]", "41.1")
+    with adder.expect_navigation(wait_until="domcontentloaded"):
+        adder.click("[name=add-button]")
+    assert ADD_PATH not in adder.url, "the add was refused: " + adder.inner_text("body")[:1000]
+
+    notification = viewer.locator("#dam-notification-text")
+    expect(notification).to_have_text(f"Dam {name} was added", timeout=10_000)
+    expect(viewer.locator("#dam-notification")).to_be_visible()
+    row = viewer.locator("#dam-table tbody tr", has_text=name)
+    expect(row).to_have_count(1)
+    expect(row).to_contain_text("Weber")
+    expect(row).to_contain_text("Other")
+    assert viewer.evaluate("window.__sameDocument") == "not reloaded", "the viewer's page reloaded"
+
+
+def test_viewer_without_permission_has_no_add_button(new_page, viewer_credentials):
+    page = new_page("viewer")
+    log_in(page, *viewer_credentials)
+    page.goto(BASE_URL + APP_PATH, wait_until="domcontentloaded")
+    expect(page.get_by_role("link", name=re.compile("^Add Dam$"))).to_have_count(0)
+    response = page.goto(BASE_URL + ADD_PATH, wait_until="domcontentloaded")
+    assert response.status == 403, f"Add Dam for a user without add_dams: HTTP {response.status}"

@@ -56,3 +56,22 @@ env_file_get() {
   [[ -f $file ]] || return 0
   sed -n "s/^${key}=//p" "$file" | tail -n1
 }
+
+# Container id of SERVICE in this compose project (empty when it has none).
+service_container() {
+  docker ps -aq --filter "label=com.docker.compose.project=$COMPOSE_PROJECT_NAME" \
+    --filter "label=com.docker.compose.service=$1" | head -n1
+}
+
+# State of SERVICE's container: healthy, starting, unhealthy, running (no healthcheck),
+# exited, restarting, created, dead, or missing.
+service_state() {
+  local id status health
+  id=$(service_container "$1")
+  [[ -n $id ]] || { echo missing; return; }
+  read -r status health < <(docker inspect -f '{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}' "$id")
+  case $status in
+    running) [[ $health == none ]] && echo running || echo "$health" ;;
+    *) echo "$status" ;;
+  esac
+}

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import re
 import subprocess
 import time
@@ -268,6 +269,11 @@ class Portal:
         resp.raise_for_status()
         return extract_dams(resp.json())
 
+    def last_dam_id(self) -> int:
+        resp = self.get(CATCHUP_PATH, params={"since": 0})
+        resp.raise_for_status()
+        return int(resp.json().get("last_id") or 0)
+
     def all_dams(self) -> list[dict]:
         return self.dams_since(0)
 
@@ -344,8 +350,9 @@ class Seen:
 
 @dataclass
 class NotificationClient:
-    """Behaves like the app's JS client: on a drop it reconnects with backoff, then asks the
-    catch-up endpoint for every dam after the last id it saw, so no dam is missed.
+    """Behaves like the app's JS client (public/js/dam_inventory.js): after a drop it reconnects
+    with exponential backoff (1 s doubling to 30 s, half of it jitter), and on EVERY open asks the
+    catch-up endpoint for the dams after the last id it saw, so no dam is missed.
 
     `connections` counts successful handshakes (1 = never dropped); `workers` lists the
     X-Asgi-Worker of each of them; `closes` the close codes the server sent.
@@ -353,13 +360,13 @@ class NotificationClient:
 
     portal: Portal
     label: str = "client"
-    backoff_start: float = 0.25
-    backoff_max: float = 2.0
+    last_id: int = 0  # like the page: the last dam id known when the client starts
+    backoff_min: float = 1.0
+    backoff_max: float = 30.0
     seen: dict[int, Seen] = field(default_factory=dict)
     connections: int = 0
     workers: list[str] = field(default_factory=list)
     closes: list[int | None] = field(default_factory=list)
-    last_id: int = 0
     errors: list[str] = field(default_factory=list)
 
     def __post_init__(self):
@@ -368,6 +375,7 @@ class NotificationClient:
         self._task: asyncio.Task | None = None
         self._ws = None
         self._stop = False
+        self._attempts = 0
 
     @property
     def worker(self) -> str | None:
@@ -400,15 +408,23 @@ class NotificationClient:
         self._changed.set()
 
     async def _catch_up(self):
-        dams = await asyncio.to_thread(self.portal.dams_since, self.last_id)
+        try:
+            dams = await asyncio.to_thread(self.portal.dams_since, self.last_id)
+        except Exception as exc:  # the JS client retries at the next reconnect
+            self.errors.append(f"catch-up: {type(exc).__name__}: {exc}"[:200])
+            return
         for dam in dams:
             self._note(dam, "catch-up")
+
+    def _backoff(self) -> float:
+        base = min(self.backoff_max, self.backoff_min * 2 ** self._attempts)
+        self._attempts += 1
+        return base / 2 + random.random() * base / 2
 
     async def _run(self):
         import websockets
         from websockets.asyncio.client import connect
 
-        delay = self.backoff_start
         while not self._stop:
             try:
                 async with connect(
@@ -418,18 +434,15 @@ class NotificationClient:
                     proxy=None,
                     compression=None,
                     open_timeout=10,
-                    # The server may stay quiet for long; our pings keep nginx's idle timer
-                    # from mattering and detect a dead peer.
-                    ping_interval=5,
-                    ping_timeout=5,
+                    # Like a browser: no client pings; a dead peer shows up as a close.
+                    ping_interval=None,
                 ) as ws:
                     self._ws = ws
+                    self._attempts = 0
                     self.connections += 1
                     self.workers.append(ws.response.headers.get(WORKER_HEADER, "?"))
-                    if self.connections > 1:
-                        await self._catch_up()
                     self._connected.set()
-                    delay = self.backoff_start
+                    catch_up = asyncio.create_task(self._catch_up())
                     async for raw in ws:
                         try:
                             dam = dam_from_event(json.loads(raw))
@@ -437,6 +450,7 @@ class NotificationClient:
                             continue
                         if dam:
                             self._note(dam, "live")
+                    await catch_up
                     self.closes.append(ws.close_code)
             except asyncio.CancelledError:
                 raise
@@ -448,8 +462,10 @@ class NotificationClient:
                 self._ws = None
             if self._stop:
                 return
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, self.backoff_max)
+            if self.closes and self.closes[-1] == 4401:  # logged out: the JS client stops too
+                self.errors.append("closed 4401 (not logged in): stopped")
+                return
+            await asyncio.sleep(self._backoff())
 
     async def wait_for(self, dam_ids: Iterable[int], timeout: float) -> bool:
         """True once every id in dam_ids was seen (live or by catch-up) within timeout."""
@@ -480,8 +496,9 @@ async def open_clients_on_every_worker(
     """
     clients: list[NotificationClient] = []
     counts: dict[str, int] = {}
+    last_id = await asyncio.to_thread(portal.last_dam_id)
     for attempt in range(max_attempts):
-        client = await NotificationClient(portal, label=f"c{attempt}").start()
+        client = await NotificationClient(portal, label=f"c{attempt}", last_id=last_id).start()
         clients.append(client)
         counts[client.worker] = counts.get(client.worker, 0) + 1
         if len(counts) >= workers and all(v >= per_worker for v in counts.values()):

@@ -122,15 +122,21 @@ def editor_client(client, editor):
 def set_max_dams(db):
     from tethysapp.dam_inventory.app import App
 
-    def _set(value):
-        App.set_custom_setting("max_dams", value)
-
-    yield _set
     from tethys_apps.models import TethysApp
 
-    setting = TethysApp.objects.get(package="dam_inventory").custom_settings.get(name="max_dams")
-    setting.value = ""
-    setting.save()
+    def _clear():
+        setting = TethysApp.objects.get(package="dam_inventory").custom_settings.get(name="max_dams")
+        setting.value = ""
+        setting.save()
+
+    def _set(value):
+        if value in (None, ""):
+            _clear()  # "unset": what an admin gets by emptying the field
+        else:
+            App.set_custom_setting("max_dams", value)
+
+    yield _set
+    _clear()
 
 
 class GroupListener:

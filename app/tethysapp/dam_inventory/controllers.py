@@ -2,6 +2,7 @@
 database is only touched once the whole input has been validated."""
 
 import contextlib
+import functools
 import logging
 import threading
 
@@ -156,9 +157,25 @@ def _add_form_context(values=None, errors=None, form_error=""):
     }
 
 
-# permissions_raise_exception: a user without add_dams gets 403, not a redirect that looks like
-# success to a script (upstream's misspelt keyword let everybody in).
-@controller(url="dams/add", permissions_required="add_dams", permissions_raise_exception=True)
+def requires_permission(perm):
+    """403 for a logged-in user without `perm`. Tethys' own permissions_required either
+    redirects (which looks like success to a script) or, with raise_exception and DEBUG off,
+    answers 404; upstream's misspelt keyword skipped the check altogether."""
+
+    def decorator(view):
+        @functools.wraps(view)
+        def wrapped(request, *args, **kwargs):
+            if not has_permission(request, perm):
+                raise PermissionDenied(f"You need the {perm} permission for this page.")
+            return view(request, *args, **kwargs)
+
+        return wrapped
+
+    return decorator
+
+
+@controller(url="dams/add")
+@requires_permission("add_dams")
 def add_dam(request):
     if request.method != "POST":
         return App.render(request, "add_dam.html", _add_form_context({"owner": "Reclamation"}))
@@ -192,7 +209,8 @@ def add_dam(request):
     return App.redirect(App.reverse("home"))
 
 
-@controller(url="hydrographs/assign", permissions_required="add_dams", permissions_raise_exception=True)
+@controller(url="hydrographs/assign")
+@requires_permission("add_dams")
 def assign_hydrograph(request):
     try:
         with store_session() as session:

@@ -55,6 +55,9 @@ def _after_rollback(session):
 
 def queue(session, message):
     """Queues `message` to be published once `session` commits."""
+    # Make sure the message belongs to a begun transaction: with none begun, a rollback() is a
+    # no-op that fires no event, and a later commit would publish the message.
+    session.connection()
     if not session.info.get("dam_inventory_listening"):
         event.listen(session, "after_commit", _after_commit)
         event.listen(session, "after_soft_rollback", lambda s, _tx: _after_rollback(s))

@@ -101,7 +101,7 @@ class InventoryFull(Exception):
 
 def dam_payload(dam, lon=None, lat=None):
     if lon is None or lat is None:
-        lon, lat = dam._lonlat
+        lon, lat = dam.lon, dam.lat
     return {
         "id": dam.id,
         "name": dam.name,
@@ -117,7 +117,7 @@ def _with_lonlat(session, query):
     rows = query.add_columns(func.ST_X(Dam.geom), func.ST_Y(Dam.geom)).all()
     dams = []
     for dam, lon, lat in rows:
-        dam._lonlat = (lon, lat)
+        dam.lon, dam.lat = lon, lat  # plain attributes, not columns: read from the geometry
         dams.append(dam)
     return dams
 
@@ -151,7 +151,7 @@ def add_dam(session, *, name, owner, river, date_built, lon, lat, created_by=Non
         )
         session.add(dam)
         session.flush()
-        dam._lonlat = (lon, lat)
+        dam.lon, dam.lat = lon, lat
         payload = dam_payload(dam, lon, lat)
         events.queue(session, events.dam_added(payload))
         session.commit()

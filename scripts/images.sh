@@ -101,14 +101,31 @@ choose_and_prepare() {
   esac
 }
 
+# What goes into the web image (its .dockerignore lets in no more): a change here rebuilds it.
+web_inputs_digest() {
+  local base=$1 files
+  files=$(cd "$REPO_ROOT" && find Dockerfile .dockerignore requirements/web.txt docker salt app \
+            \( -name __pycache__ -o -name '*.egg-info' -o -name build -o -name dist \) -prune \
+            -o -type f ! -name '*.pyc' -print 2>/dev/null | LC_ALL=C sort)
+  # shellcheck disable=SC2086
+  (cd "$REPO_ROOT" && inputs_digest $files "base=$(image_id "$base")")
+}
+
 build_web() {
-  local base; base=$(env_file_get "$IMAGES_ENV" BASE_IMAGE)
+  local base d
+  base=$(env_file_get "$IMAGES_ENV" BASE_IMAGE)
+  d=$(web_inputs_digest "$base")
+  if image_is_current "$WEB_IMAGE" "$d"; then
+    log "$WEB_IMAGE is up to date"
+    return 0
+  fi
   if [[ -x $REPO_ROOT/scripts/build-web.sh ]]; then
-    BASE_IMAGE=$base "$REPO_ROOT/scripts/build-web.sh"
+    BASE_IMAGE=$base "$REPO_ROOT/scripts/build-web.sh" --label "org.dam-inventory.inputs=$d"
   else
     [[ -f $REPO_ROOT/Dockerfile ]] || die "no Dockerfile at $REPO_ROOT: the web image cannot be built"
     log "building $WEB_IMAGE on $base (docker build, cached layers reused)"
-    docker build --quiet --build-arg BASE_IMAGE="$base" -t "$WEB_IMAGE" "$REPO_ROOT" >/dev/null \
+    docker build --quiet --build-arg BASE_IMAGE="$base" --label "org.dam-inventory.inputs=$d" \
+      -t "$WEB_IMAGE" "$REPO_ROOT" >/dev/null \
       || die "building $WEB_IMAGE failed: run 'docker build --build-arg BASE_IMAGE=$base .' to see why"
   fi
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make test` (and CI through .ci/run): every suite, in this order
-#   lint (scripts/lint.sh), unit (scripts/unit.sh), salt (scripts/check-salt.sh),
+#   lint (scripts/lint.sh), unit (scripts/unit.sh), images (scripts/images.sh: builds what is
+#   missing, also the web image the next suite renders in), salt (scripts/check-salt.sh),
 #   then a TEST stack (project dam-inventory-test, env/test, 127.0.0.1:18080, ASGI_PROCESSES=3)
 #   for infra, e2e, browser, faults (when present) and backup (last: it re-creates the stack),
 #   then the stack is removed with its volumes (always, also on failure or Ctrl-C).
@@ -19,7 +20,7 @@ export ENV_DIR=env/test COMPOSE_PROJECT_NAME=dam-inventory-test WEB_PORT=18080 W
 export ASGI_PROCESSES=3 # the e2e suite proves fan-out across exactly three workers
 TEST_ASGI_PROCESSES=$ASGI_PROCESSES
 RESULTS=$ROOT/build/test-results
-ALL_SUITES=(lint unit salt infra e2e browser faults backup)
+ALL_SUITES=(lint unit images salt infra e2e browser faults backup)
 STACK_SUITES=" infra e2e browser faults backup "
 DEBIAN_PACKAGES=(
   chromium                  # the browser suite drives Debian's build (never `playwright install`)
@@ -187,9 +188,12 @@ cleanup() {
   exit "$rc"
 }
 
+DOCKER_MISSING="Docker is not usable here (docker info fails): install and start Docker Engine; the image and stack suites cannot run without it"
+docker_usable() { command -v docker >/dev/null && docker info >/dev/null 2>&1; }
+
 stack_up() {
-  if ! command -v docker >/dev/null || ! docker info >/dev/null 2>&1; then
-    STACK_ERROR="Docker is not usable here (docker info fails): the stack suites cannot run; install and start Docker Engine"
+  if ! docker_usable; then
+    STACK_ERROR=$DOCKER_MISSING
     return 1
   fi
   ensure_test_env
@@ -252,6 +256,13 @@ main() {
   setup_python
   wanted lint && run_script_suite lint scripts/lint.sh
   wanted unit && run_script_suite unit scripts/unit.sh
+  if wanted images || wanted salt; then
+    if docker_usable; then
+      run_script_suite images scripts/images.sh
+    else
+      fail_suite images "$DOCKER_MISSING"
+    fi
+  fi
   wanted salt && run_script_suite salt scripts/check-salt.sh
   local suite need_stack=0
   for suite in $STACK_SUITES; do wanted "$suite" && need_stack=1; done

@@ -78,8 +78,10 @@ def _is(proc, program):
         return False
     if program == "nginx":
         return argv[0].startswith("nginx:") or os.path.basename(argv[0]) == "nginx"
+    # a wrapper named like "tethys-daphne" counts (it is daphne with a shutdown hook)
     names = [os.path.basename(a) for a in argv[:3]]
-    return program in names or ("-m" in argv[:3] and program in argv[:4])
+    return (any(n == program or n.endswith("-" + program) for n in names)
+            or ("-m" in argv[:3] and program in argv[:4]))
 
 
 def _socket_args(argv):

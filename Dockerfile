@@ -1,0 +1,134 @@
+# The web image: Tethys Platform 4.6.1 portal with the dam inventory app, served by nginx in
+# front of ASGI_PROCESSES daphne workers (one unix socket each) sharing a Redis channel layer,
+# configured at every start by masterless Salt states (salt/). Non-root throughout.
+#
+# Build (scripts/build-web.sh does this): scripts/wheelhouse.sh fills build/wheels/ on the
+# host first, so no stage below downloads a Python package (HTTPS from inside a build does not
+# trust this machine's egress proxy; an air-gapped builder needs only the wheelhouse).
+#   docker build --build-arg BASE_IMAGE=dam-inventory/debian:bookworm -t dam-inventory/web .
+
+# debian:bookworm-slim where a registry answers; a locally built bookworm elsewhere.
+ARG BASE_IMAGE=debian:bookworm-slim
+
+# ---------------------------------------------------------------------------------------------
+# Python environments, built once and cached: nothing under app/ invalidates these layers.
+FROM ${BASE_IMAGE} AS venvs
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 python3-venv \
+ && rm -rf /var/lib/apt/lists/*
+# (python3 and python3-venv follow bookworm's python3.11 security updates; their version is
+# the distribution's, which is why DL3008 (pin apt versions) is ignored above and below.)
+
+# Salt in its own venv: its pins (PyYAML >= 6, tornado, pyzmq...) must not steer the portal's.
+COPY build/wheels/salt/ /wheels/salt/
+COPY docker/web/salt-requirements.txt /tmp/salt-requirements.txt
+RUN python3 -m venv /opt/salt \
+ && /opt/salt/bin/pip install --no-cache-dir --no-index --find-links /wheels/salt \
+      -r /tmp/salt-requirements.txt \
+ && find /opt/salt -name '__pycache__' -prune -exec rm -rf {} +
+
+COPY build/wheels/web/ /wheels/web/
+COPY requirements/web.txt /tmp/web.txt
+COPY docker/web/web-constraints.txt /tmp/web-constraints.txt
+RUN python3 -m venv /opt/tethys-venv \
+ && /opt/tethys-venv/bin/pip install --no-cache-dir --no-index --find-links /wheels/web \
+      -r /tmp/web.txt -c /tmp/web-constraints.txt \
+ && find /opt/tethys-venv -name '__pycache__' -prune -exec rm -rf {} +
+
+# ---------------------------------------------------------------------------------------------
+# The app as a wheel (templates and static files included as package data).
+FROM venvs AS app
+COPY build/wheels/build/ /wheels/build/
+COPY app/ /src/app/
+RUN /opt/tethys-venv/bin/pip wheel --no-cache-dir --no-deps --no-index \
+      --find-links /wheels/build --wheel-dir /dist /src/app
+
+# ---------------------------------------------------------------------------------------------
+FROM ${BASE_IMAGE} AS runtime
+
+# Runtime packages only: no compilers, no python3-venv. procps (ps), iproute2 (ss) and
+# netcat-openbsd (nc) are there for the testinfra container suite and for operators.
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends \
+      python3 nginx supervisor ca-certificates procps iproute2 netcat-openbsd \
+ && rm -rf /var/lib/apt/lists/* /etc/nginx/sites-enabled/default \
+ && groupadd --system --gid 10001 tethys \
+ && useradd --system --uid 10001 --gid tethys --home-dir /var/lib/tethys --shell /usr/sbin/nologin tethys
+
+# The env contract of the official tethys-core image (same names), with defaults for this
+# stack. Secrets have no default here: they come from env or NAME_FILE at run time.
+# DL3064 flags TETHYS_DB_USERNAME by its name: it is a role name (the official default), not
+# a secret; the passwords are absent on purpose.
+# hadolint ignore=DL3064
+ENV TETHYS_HOME=/var/lib/tethys \
+    TETHYS_PERSIST=/var/lib/tethys_persist \
+    TETHYS_RUN_DIR=/run/tethys \
+    TETHYS_VENV=/opt/tethys-venv \
+    STATIC_ROOT=/usr/share/tethys/static \
+    ASGI_PROCESSES=2 \
+    CHANNEL_LAYERS_BACKEND=channels_redis.core.RedisChannelLayer \
+    CHANNEL_LAYERS_CONFIG="{'hosts':[{'host': 'redis', 'port': 6379}]}" \
+    TETHYS_DB_ENGINE=django.db.backends.postgresql \
+    TETHYS_DB_NAME=tethys_platform \
+    TETHYS_DB_USERNAME=tethys_default \
+    TETHYS_DB_HOST=db \
+    TETHYS_DB_PORT=5432 \
+    TETHYS_DB_SUPERUSER=tethys_super \
+    PORTAL_SUPERUSER_NAME=admin \
+    PORTAL_SUPERUSER_EMAIL="" \
+    ALLOWED_HOSTS="[localhost, 127.0.0.1]" \
+    CSRF_TRUSTED_ORIGINS="[http://localhost:8080, http://127.0.0.1:8080]" \
+    DEBUG=false \
+    NGINX_PORT=8080 \
+    CLIENT_MAX_BODY_SIZE=75M \
+    SKIP_DB_SETUP=false \
+    DJANGO_SETTINGS_MODULE=tethys_portal.settings \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PATH=/opt/tethys-venv/bin:/opt/salt/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+
+COPY --from=venvs /opt/salt/ /opt/salt/
+COPY --from=venvs /opt/tethys-venv/ /opt/tethys-venv/
+
+# The app last: a change under app/ rebuilds only the layers from here on.
+COPY --from=app /dist/ /tmp/dist/
+# Static files are collected at build time into the image (not the persist volume), so a new
+# image never serves an older image's assets; collectstatic needs no secret: the key Django
+# generates for this one command dies with it.
+RUN /opt/tethys-venv/bin/pip install --no-cache-dir --no-deps --no-index /tmp/dist/*.whl \
+ && rm -rf /tmp/dist \
+ && mkdir -p /tmp/collect \
+ && printf 'settings:\n  TETHYS_PORTAL_CONFIG:\n    STATIC_ROOT: %s\n' "$STATIC_ROOT" > /tmp/collect/portal_config.yml \
+ && TETHYS_HOME=/tmp/collect /opt/tethys-venv/bin/python -m django collectstatic --noinput -v 0 \
+ && rm -rf /tmp/collect \
+ && find /opt/tethys-venv -name '__pycache__' -prune -exec rm -rf {} +
+
+COPY salt/ /srv/salt/
+COPY docker/web/salt-minion.conf /etc/tethys/salt/minion
+COPY docker/web/portal_asgi.py /opt/tethys-web/portal_asgi.py
+COPY docker/web/entrypoint.sh /usr/local/bin/tethys-entrypoint
+COPY docker/web/healthcheck.py /usr/local/bin/tethys-healthcheck
+COPY docker/web/tethys_ensure.py /usr/local/bin/tethys-ensure
+COPY docker/web/tethys_daphne.py /usr/local/bin/tethys-daphne
+
+# Only these directories are writable by the service user; code, configs templates and static
+# files stay root-owned.
+RUN mkdir -p "$TETHYS_HOME" "$TETHYS_PERSIST" "$TETHYS_RUN_DIR" \
+ && chown tethys:tethys "$TETHYS_HOME" "$TETHYS_PERSIST" "$TETHYS_RUN_DIR"
+
+VOLUME ["/var/lib/tethys_persist"]
+EXPOSE 8080
+USER 10001:10001
+WORKDIR /var/lib/tethys
+
+# Fails unless nginx and every ASGI worker answer. start_period covers a first start with
+# migrations; a restart is healthy in seconds.
+HEALTHCHECK --interval=5s --timeout=15s --start-period=120s --retries=3 \
+  CMD ["/usr/local/bin/tethys-healthcheck"]
+
+# supervisord (PID 1 after the entrypoint's exec) stops the workers first on SIGTERM, then nginx.
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["/usr/local/bin/tethys-entrypoint"]
+CMD ["start"]

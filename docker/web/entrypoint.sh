@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Entrypoint of the web image. `start` (the default command): resolve NAME_FILE secrets, apply
+# the Salt states (configs from env, database, portal, app), then hand PID 1 to supervisord,
+# which runs nginx and ASGI_PROCESSES daphne workers. Any other command runs as given, with
+# the same secrets resolved (e.g. `docker run ... dam-inventory/web tethys app_settings list`).
+set -Eeuo pipefail
+
+RUN_DIR=${TETHYS_RUN_DIR:-/run/tethys}
+SALT_CONFIG_DIR=${SALT_CONFIG_DIR:-/etc/tethys/salt}
+# Every secret of the env contract may instead come from a file (docker/compose secrets).
+SECRETS=(SECRET_KEY POSTGRES_PASSWORD TETHYS_DB_PASSWORD TETHYS_DB_SUPERUSER_PASS
+  PORTAL_SUPERUSER_PASSWORD REDIS_PASSWORD GEOSERVER_PASSWORD)
+
+log() { printf '[entrypoint] %s\n' "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# docker-library style: NAME or NAME_FILE, never both; the value ends up in NAME.
+file_env() {
+  local name=$1 file_var="${1}_FILE"
+  local value=${!name:-} file=${!file_var:-}
+  if [[ -n $value && -n $file ]]; then
+    die "both $name and $file_var are set: keep one"
+  fi
+  if [[ -n $file ]]; then
+    [[ -r $file ]] || die "$file_var points to '$file', which is not a readable file"
+    value=$(<"$file")
+  fi
+  export "$name=$value"
+  unset "$file_var"
+}
+
+resolve_secrets() {
+  local name
+  for name in "${SECRETS[@]}"; do
+    file_env "$name"
+  done
+}
+
+require_secret_key() {
+  # No generated fallback: a key made up here would differ between replicas and vanish with
+  # the volume (every session and password-reset link invalid). scripts/gen-env.sh makes one.
+  [[ -n ${SECRET_KEY:-} ]] || die "SECRET_KEY is not set: set SECRET_KEY or SECRET_KEY_FILE (scripts/gen-env.sh writes one into env/web.env)"
+}
+
+check_user() {
+  [[ $(id -u) != 0 ]] || die "refusing to run as root: run the image as its 'tethys' user (no --user 0)"
+}
+
+clean_run_dir() {
+  # A restarted container keeps its filesystem: stale sockets and pid files from the previous
+  # run would make daphne, nginx or supervisord refuse to start.
+  mkdir -p "$RUN_DIR"
+  rm -f "$RUN_DIR"/asgi-*.sock "$RUN_DIR"/asgi-*.sock.lock "$RUN_DIR"/*.pid \
+    "$RUN_DIR"/supervisor.sock "$RUN_DIR"/health.json
+}
+
+apply_states() {
+  log "applying Salt states (configs, database, portal, app)"
+  local started=$SECONDS
+  # --retcode-passthrough: a failed state fails the start with that state's error instead of
+  # leaving a half-configured portal running.
+  if ! salt-call --local --config-dir="$SALT_CONFIG_DIR" --retcode-passthrough \
+      --state-output=terse --state-verbose=False --log-level=warning state.apply </dev/null; then
+    die "a Salt state failed (see above): the portal was not started"
+  fi
+  log "states applied in $((SECONDS - started)) s"
+}
+
+start() {
+  check_user
+  require_secret_key
+  clean_run_dir
+  apply_states
+  log "starting supervisord: nginx on :${NGINX_PORT:-8080}, ${ASGI_PROCESSES:-2} ASGI workers"
+  exec supervisord -c "$RUN_DIR/supervisord.conf"
+}
+
+main() {
+  resolve_secrets
+  if [[ ${1:-start} == start ]]; then
+    start
+  fi
+  exec "$@"
+}
+
+main "$@"

@@ -1,0 +1,17 @@
+{%- from "map.jinja" import tethys with context %}
+# The portal's settings, rendered from env at every start so a changed ALLOWED_HOSTS,
+# CHANNEL_LAYERS_* or SECRET_KEY takes effect on restart.
+{%- if not tethys.secret_key %}
+{{ raise('SECRET_KEY is empty: set SECRET_KEY or SECRET_KEY_FILE (scripts/gen-env.sh writes one)') }}
+{%- endif %}
+
+tethys-portal-config-file:
+  file.managed:
+    - name: {{ tethys.home }}/portal_config.yml
+    - source: salt://tethys/files/portal_config.yml.jinja
+    - template: jinja
+    - mode: '0600'
+    # the file holds SECRET_KEY and database passwords: never print a diff of it
+    - show_changes: False
+    - require:
+      - file: tethys-dirs-home

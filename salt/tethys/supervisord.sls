@@ -1,0 +1,25 @@
+{%- from "map.jinja" import tethys with context %}
+# supervisord runs nginx and ASGI_PROCESSES daphne workers; rewritten at every start.
+tethys-supervisord-conf:
+  file.managed:
+    - name: {{ tethys.run_dir }}/supervisord.conf
+    - source: salt://tethys/files/supervisord.conf.jinja
+    - template: jinja
+    - require:
+      - file: tethys-dirs-run
+
+# What the HEALTHCHECK probes: nginx's port and every worker's socket, with a Host header
+# the portal accepts. Written last among the files so a stale list never outlives a change.
+tethys-supervisord-health-targets:
+  file.serialize:
+    - name: {{ tethys.run_dir }}/health.json
+    - serializer: json
+    - dataset:
+        nginx_port: {{ tethys.nginx.port }}
+        host: {{ tethys.health_host | json }}
+        sockets:
+{%- for n in range(1, tethys.asgi.processes + 1) %}
+          - {{ tethys.asgi.socket.format(n=n) }}
+{%- endfor %}
+    - require:
+      - file: tethys-supervisord-conf

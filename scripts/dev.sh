@@ -148,8 +148,12 @@ wait_http() {
 check_portal() {
   local logfile=$LOCAL/dev-check.log pid rc=0
   log "starting the portal in the background (log: $logfile)"
-  setsid tethys manage start -p "127.0.0.1:$DEV_PORT" >"$logfile" 2>&1 </dev/null &
+  # Job control on: the background job gets its own process group (id = $pid), so the
+  # autoreloader's child can be stopped together with it, and nothing else.
+  set -m
+  tethys manage start -p "127.0.0.1:$DEV_PORT" >"$logfile" 2>&1 </dev/null &
   pid=$!
+  set +m
   # runserver forks an autoreloader child: stop the whole session we started, by its id.
   trap 'kill -- -'"$pid"' 2>/dev/null || true' EXIT
   wait_http || { tail -20 "$logfile" >&2; die "the portal did not answer on port $DEV_PORT"; }

@@ -32,6 +32,8 @@ def test_home_exposes_the_socket_path_from_the_server(editor_client):
     assert 'data-ws-path="/apps/dam-inventory/dams/notifications/ws/"' in html
     assert 'data-since-url="/apps/dam-inventory/dams/since/"' in html
     assert 'data-close-unauthenticated="4401"' in html
+    assert 'data-hydrograph-url="/apps/dam-inventory/dams/0/hydrograph/"' in html
+    assert 'data-dam-json-url="/apps/dam-inventory/dams/0/json/"' in html
     assert "dam_inventory/js/dam_inventory.js" in html
 
 

@@ -103,6 +103,7 @@ def _client_context(request, session):
         "ws_path": App.reverse("home") + NOTIFICATIONS_URL + "/ws/",
         "since_url": App.reverse("dams_since"),
         "dam_json_url": App.reverse("dam_json", kwargs={"dam_id": 0}),
+        "hydrograph_url": App.reverse("hydrograph", kwargs={"dam_id": 0}),
         "last_id": max((d.id for d in dams), default=0),
         "last_deletion": model.last_deletion_seq(session),
         "close_unauthenticated": CLOSE_UNAUTHENTICATED,

@@ -18,6 +18,7 @@
     wsPath: root.dataset.wsPath,
     sinceUrl: root.dataset.sinceUrl,
     damJsonUrl: root.dataset.damJsonUrl,
+    hydrographUrl: root.dataset.hydrographUrl,
     closeUnauthenticated: parseInt(root.dataset.closeUnauthenticated, 10) || 4401
   };
   var BACKOFF_MIN_MS = 1000;
@@ -31,6 +32,7 @@
     attempts: 0,
     connects: 0,
     lastShown: null,
+    catchupFailures: 0,
     stopped: false
   };
   var mapState = { map: null, source: null, pending: [] };
@@ -67,7 +69,14 @@
       td.textContent = v;
       tr.appendChild(td);
     });
-    tr.appendChild(document.createElement("td"));
+    var last = document.createElement("td");
+    if ($("dam-table") && cfg.hydrographUrl) {
+      var a = document.createElement("a");
+      a.href = cfg.hydrographUrl.replace(/\/0\/hydrograph\/$/, "/" + dam.id + "/hydrograph/");
+      a.textContent = "Hydrograph";
+      last.appendChild(a);
+    }
+    tr.appendChild(last);
     tr.classList.add("dam-new");
     body.appendChild(tr);
   }
@@ -255,8 +264,18 @@
       else if (added.length > 1) {
         notify(added.length + " dams were added, the last one: " + added[added.length - 1].name, added[added.length - 1]);
       }
+      state.catchupFailures = 0;
       root.dataset.catchups = String((parseInt(root.dataset.catchups, 10) || 0) + 1);
-    }).catch(function () { /* retried at the next reconnect */ });
+    }).catch(function () {
+      // Retried with backoff while this socket stays open (a web restart right after the open
+      // loses the request); a new socket starts its own catch-up anyway.
+      var socket = state.socket;
+      var delay = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * Math.pow(2, state.catchupFailures));
+      state.catchupFailures += 1;
+      window.setTimeout(function () {
+        if (state.socket === socket && socket && socket.readyState === 1) { catchUp(); }
+      }, delay);
+    });
   }
 
   // ---- socket ----------------------------------------------------------------------------

@@ -34,7 +34,7 @@ LOGIN_PATH = "/accounts/login/"
 APP_DB = "dam_inventory_primary_db"  # Tethys names a persistent store <app package>_<setting>
 
 # Env keys whose values are secrets; *_FILE keys name a file instead and are handled apart.
-SECRET_KEY_RE = re.compile(r"(PASSWORD|_PASS|SECRET|TOKEN|PRIVATE_KEY)$")
+SECRET_KEY_RE = re.compile(r"(PASSWORD|_PASS|SECRET|SECRET_KEY|TOKEN|PRIVATE_KEY)$")
 MIN_SECRET_LEN = 8  # shorter values ("postgres", ports) would match by accident anywhere
 
 

@@ -407,14 +407,20 @@ class NotificationClient:
         self.last_id = max(self.last_id, dam_id)
         self._changed.set()
 
-    async def _catch_up(self):
-        try:
-            dams = await asyncio.to_thread(self.portal.dams_since, self.last_id)
-        except Exception as exc:  # the JS client retries at the next reconnect
-            self.errors.append(f"catch-up: {type(exc).__name__}: {exc}"[:200])
+    async def _catch_up(self, ws):
+        """Like the JS: a failed catch-up is retried with backoff while this socket stays open."""
+        failures = 0
+        while self._ws is ws and not self._stop:
+            try:
+                dams = await asyncio.to_thread(self.portal.dams_since, self.last_id)
+            except Exception as exc:
+                self.errors.append(f"catch-up: {type(exc).__name__}: {exc}"[:200])
+                await asyncio.sleep(min(self.backoff_max, self.backoff_min * 2 ** failures))
+                failures += 1
+                continue
+            for dam in dams:
+                self._note(dam, "catch-up")
             return
-        for dam in dams:
-            self._note(dam, "catch-up")
 
     def _backoff(self) -> float:
         base = min(self.backoff_max, self.backoff_min * 2 ** self._attempts)
@@ -442,15 +448,18 @@ class NotificationClient:
                     self.connections += 1
                     self.workers.append(ws.response.headers.get(WORKER_HEADER, "?"))
                     self._connected.set()
-                    catch_up = asyncio.create_task(self._catch_up())
-                    async for raw in ws:
-                        try:
-                            dam = dam_from_event(json.loads(raw))
-                        except ValueError:
-                            continue
-                        if dam:
-                            self._note(dam, "live")
-                    await catch_up
+                    catch_up = asyncio.create_task(self._catch_up(ws))
+                    try:
+                        async for raw in ws:
+                            try:
+                                dam = dam_from_event(json.loads(raw))
+                            except ValueError:
+                                continue
+                            if dam:
+                                self._note(dam, "live")
+                    finally:
+                        self._ws = None
+                        catch_up.cancel()
                     self.closes.append(ws.close_code)
             except asyncio.CancelledError:
                 raise

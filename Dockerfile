@@ -55,7 +55,10 @@ RUN apt-get update \
       python3 nginx supervisor ca-certificates procps iproute2 netcat-openbsd \
  && rm -rf /var/lib/apt/lists/* /etc/nginx/sites-enabled/default \
  && groupadd --system --gid 10001 tethys \
- && useradd --system --uid 10001 --gid tethys --home-dir /var/lib/tethys --shell /usr/sbin/nologin tethys
+ && useradd --system --uid 10001 --gid tethys --home-dir /var/lib/tethys --shell /usr/sbin/nologin tethys \
+ && install -d -o tethys -g tethys /var/lib/tethys /var/lib/tethys_persist /run/tethys
+# Only those three directories are writable by the service user; code, state templates and
+# static files stay root-owned.
 
 # The env contract of the official tethys-core image (same names), with defaults for this
 # stack. Secrets have no default here: they come from env or NAME_FILE at run time.
@@ -89,46 +92,45 @@ ENV TETHYS_HOME=/var/lib/tethys \
     PYTHONDONTWRITEBYTECODE=1 \
     PATH=/opt/tethys-venv/bin:/opt/salt/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
+VOLUME ["/var/lib/tethys_persist"]
+EXPOSE 8080
+# Fails unless nginx and every ASGI worker answer. start_period covers a first start with
+# migrations; a restart is healthy in seconds.
+HEALTHCHECK --interval=5s --timeout=15s --start-period=120s --retries=3 \
+  CMD ["/usr/local/bin/tethys-healthcheck"]
+# supervisord (PID 1 after the entrypoint's exec) stops the workers first on SIGTERM, then nginx.
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["/usr/local/bin/tethys-entrypoint"]
+CMD ["start"]
+
+# (Metadata above the big layers: on this engine's storage every build step costs a commit.)
 COPY --from=venvs /opt/salt/ /opt/salt/
 COPY --from=venvs /opt/tethys-venv/ /opt/tethys-venv/
 
 # The app last: a change under app/ rebuilds only the layers from here on.
 COPY --from=app /dist/ /tmp/dist/
 # Static files are collected at build time into the image (not the persist volume), so a new
-# image never serves an older image's assets; collectstatic needs no secret: the key Django
-# generates for this one command dies with it.
+# image never serves an older image's assets. Tethys finds an app's static files only once the
+# app loaded, which needs a migrated database: a throwaway SQLite one, deleted in the same
+# layer. No secret is involved: the key Django generates for these commands dies with them.
 RUN /opt/tethys-venv/bin/pip install --no-cache-dir --no-deps --no-index /tmp/dist/*.whl \
  && rm -rf /tmp/dist \
  && mkdir -p /tmp/collect \
  && printf 'settings:\n  TETHYS_PORTAL_CONFIG:\n    STATIC_ROOT: %s\n' "$STATIC_ROOT" > /tmp/collect/portal_config.yml \
- && TETHYS_HOME=/tmp/collect /opt/tethys-venv/bin/python -m django collectstatic --noinput -v 0 \
+ && export TETHYS_HOME=/tmp/collect \
+ && /opt/tethys-venv/bin/python -m django migrate --noinput -v 0 >/dev/null 2>&1 \
+ && /opt/tethys-venv/bin/python -m django collectstatic --noinput -v 0 \
+ && test -d "$STATIC_ROOT/dam_inventory" \
  && rm -rf /tmp/collect \
  && find /opt/tethys-venv -name '__pycache__' -prune -exec rm -rf {} +
 
 COPY salt/ /srv/salt/
-COPY docker/web/salt-minion.conf /etc/tethys/salt/minion
-COPY docker/web/portal_asgi.py /opt/tethys-web/portal_asgi.py
-COPY docker/web/entrypoint.sh /usr/local/bin/tethys-entrypoint
-COPY docker/web/healthcheck.py /usr/local/bin/tethys-healthcheck
-COPY docker/web/tethys_ensure.py /usr/local/bin/tethys-ensure
-COPY docker/web/tethys_daphne.py /usr/local/bin/tethys-daphne
+COPY docker/web/ /opt/tethys-web/
+RUN install -D -m 0644 /opt/tethys-web/salt-minion.conf /etc/tethys/salt/minion \
+ && ln -s /opt/tethys-web/entrypoint.sh /usr/local/bin/tethys-entrypoint \
+ && ln -s /opt/tethys-web/healthcheck.py /usr/local/bin/tethys-healthcheck \
+ && ln -s /opt/tethys-web/tethys_ensure.py /usr/local/bin/tethys-ensure \
+ && ln -s /opt/tethys-web/tethys_daphne.py /usr/local/bin/tethys-daphne
 
-# Only these directories are writable by the service user; code, configs templates and static
-# files stay root-owned.
-RUN mkdir -p "$TETHYS_HOME" "$TETHYS_PERSIST" "$TETHYS_RUN_DIR" \
- && chown tethys:tethys "$TETHYS_HOME" "$TETHYS_PERSIST" "$TETHYS_RUN_DIR"
-
-VOLUME ["/var/lib/tethys_persist"]
-EXPOSE 8080
 USER 10001:10001
 WORKDIR /var/lib/tethys
-
-# Fails unless nginx and every ASGI worker answer. start_period covers a first start with
-# migrations; a restart is healthy in seconds.
-HEALTHCHECK --interval=5s --timeout=15s --start-period=120s --retries=3 \
-  CMD ["/usr/local/bin/tethys-healthcheck"]
-
-# supervisord (PID 1 after the entrypoint's exec) stops the workers first on SIGTERM, then nginx.
-STOPSIGNAL SIGTERM
-ENTRYPOINT ["/usr/local/bin/tethys-entrypoint"]
-CMD ["start"]

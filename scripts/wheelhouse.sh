@@ -39,15 +39,21 @@ download_web() {
     -r "$ROOT/requirements/web.txt" -r "$ROOT/docker/web/web-constraints.txt" -d "$WHEELS/web"
 }
 
+salt_wheels_complete() {
+  # true when every pinned Salt requirement already has a wheel here (an offline dry run)
+  "$PYTHON" -m pip install --quiet --disable-pip-version-check --dry-run --ignore-installed \
+    --no-index --find-links "$WHEELS/salt" -r "$ROOT/docker/web/salt-requirements.txt" >/dev/null 2>&1
+}
+
 build_salt() {
   mkdir -p "$WHEELS/salt"
-  if compgen -G "$WHEELS/salt/salt-3008.3-*.whl" >/dev/null; then
-    log "salt wheel already built; refreshing its dependencies only"
-  else
-    log "building salt 3008.3 from its sdist (about 3 minutes the first time; pip caches it)"
+  if salt_wheels_complete; then
+    log "salt wheels complete in $WHEELS/salt"
+    return 0
   fi
-  # `pip wheel` keeps wheels already in the target dir and builds only what has no wheel
-  # (salt, timelib): the host is Debian 12 like the image, so the built wheels fit it.
+  log "building salt 3008.3 and its dependencies as wheels (about 3 minutes the first time)"
+  # `pip wheel` builds what has no wheel on PyPI (salt, timelib): the host is Debian 12 like
+  # the image, so the wheels it builds fit the image.
   "$PYTHON" -m pip wheel --quiet --disable-pip-version-check \
     -r "$ROOT/docker/web/salt-requirements.txt" -w "$WHEELS/salt"
 }

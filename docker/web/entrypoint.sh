@@ -60,7 +60,7 @@ apply_states() {
   # --retcode-passthrough: a failed state fails the start with that state's error instead of
   # leaving a half-configured portal running.
   if ! salt-call --local --config-dir="$SALT_CONFIG_DIR" --retcode-passthrough \
-      --state-output=terse --state-verbose=False --log-level=warning state.apply </dev/null; then
+      --state-output=mixed --state-verbose=False --log-level=warning state.apply </dev/null; then
     die "a Salt state failed (see above): the portal was not started"
   fi
   log "states applied in $((SECONDS - started)) s"

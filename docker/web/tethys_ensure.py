@@ -26,6 +26,8 @@ def env(name, default=""):
 
 
 def report(changed, comment):
+    # Salt splits each name=value pair on every "=": keep them out of the comment
+    comment = comment.replace("=", ":")
     print(f"changed={'yes' if changed else 'no'} comment={shlex.quote(comment)}")
     return 0
 
@@ -92,22 +94,26 @@ def step_db_roles(args):
         raise StepError("TETHYS_DB_PASSWORD and TETHYS_DB_SUPERUSER_PASS (or their _FILE) must be set")
 
     portal_ok, _ = try_connect(user, password, dbname)
-    super_ok, _ = try_connect(super_user, super_password, "postgres")
+    # Tethys's persistent-store code connects as the superuser without naming a database, so
+    # PostgreSQL picks the one named after the role: it must exist (as `tethys db create` does).
+    super_ok, _ = try_connect(super_user, super_password, super_user)
     for conn in (portal_ok, super_ok):
         if conn is not None:
             conn.close()
     if portal_ok is not None and super_ok is not None:
-        return report(False, f"roles {user}, {super_user} and database {dbname} in place")
+        return report(False, f"roles {user}, {super_user} and their databases in place")
 
-    admin, message = try_connect("postgres", env("POSTGRES_PASSWORD"), "postgres")
+    admin_user = env("POSTGRES_USER", "postgres")
+    admin, message = try_connect(admin_user, env("POSTGRES_PASSWORD"), "postgres")
     if admin is None:
         raise StepError(
             "the portal's roles or database are missing or their passwords differ, and "
-            f"connecting as postgres to fix it failed: {message} (set POSTGRES_PASSWORD or POSTGRES_PASSWORD_FILE)"
+            f"connecting as {admin_user} to fix it failed: {message} (set POSTGRES_PASSWORD or POSTGRES_PASSWORD_FILE)"
         )
     admin.autocommit = True
     done = []
-    with admin, admin.cursor() as cur:
+    # no `with admin:` block: it would open a transaction, and CREATE DATABASE refuses one
+    with admin.cursor() as cur:
         for role, role_password, attrs in (
             # the superuser role creates each app's database and its PostGIS extension
             (super_user, super_password, "LOGIN SUPERUSER CREATEDB"),
@@ -122,14 +128,15 @@ def step_db_roles(args):
                 (role_password,),
             )
             done.append(f"{verb.lower()}d role {role}")
-        cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,))
-        if not cur.fetchone():
-            cur.execute(
-                sql.SQL("CREATE DATABASE {} OWNER {} ENCODING 'UTF8'").format(
-                    sql.Identifier(dbname), sql.Identifier(user)
+        for database, owner in ((dbname, user), (super_user, super_user)):
+            cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,))
+            if not cur.fetchone():
+                cur.execute(
+                    sql.SQL("CREATE DATABASE {} OWNER {} ENCODING 'UTF8'").format(
+                        sql.Identifier(database), sql.Identifier(owner)
+                    )
                 )
-            )
-            done.append(f"created database {dbname}")
+                done.append(f"created database {database}")
     admin.close()
     return report(True, "; ".join(done))
 
@@ -233,11 +240,11 @@ def step_app_setting(args):
     if setting is None:
         raise StepError(f"app '{args.app}' declares no custom setting '{args.name}'")
     if str(setting.value) == args.value:
-        return report(False, f"{args.app}:{args.name} = {args.value}")
+        return report(False, f"{args.app}:{args.name} is {args.value}")
     setting.value = args.value
     setting.clean()
     setting.save()
-    return report(True, f"set {args.app}:{args.name} = {args.value}")
+    return report(True, f"set {args.app}:{args.name} to {args.value}")
 
 
 def step_spatial_service(args):
@@ -315,7 +322,7 @@ def main(argv=None):
         return args.func(args)
     except StepError as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
-        print(f"changed=no comment={shlex.quote(str(exc))}")
+        report(False, str(exc))
         return 1
 
 

@@ -22,15 +22,31 @@ expected_services() {
 }
 
 fail_wait() {
+  local s=$2
   log "ERROR: $1"
   "${COMPOSE[@]}" ps >&2 || true
+  if [[ -n $s && -n $(service_container "$s") ]]; then
+    log "last lines of $s's log:"
+    docker logs --tail 25 "$(service_container "$s")" 2>&1 | sed 's/^/    /' >&2 || true
+  fi
   log "see what went wrong with: make logs   (or: scripts/compose.sh logs --tail=100 SERVICE)"
   exit 1
 }
 
+restarts() {
+  local id; id=$(service_container "$1")
+  [[ -n $id ]] && docker inspect -f '{{.RestartCount}}' "$id" || echo 0
+}
+
+# A service that crashes at start is restarted forever by its restart policy: after this many
+# restarts during the wait, stop waiting and show why.
+MAX_RESTARTS=${MAX_RESTARTS:-3}
+
 wait_healthy() {
   local start=$SECONDS last="" line s state all
   mapfile -t services < <(expected_services)
+  declare -A restarts0
+  for s in "${services[@]}"; do restarts0[$s]=$(restarts "$s"); done
   log "waiting up to ${UP_TIMEOUT}s for ${services[*]} to be healthy"
   while :; do
     all=1 line=""
@@ -39,8 +55,11 @@ wait_healthy() {
       line+="$s=$state "
       case $state in
         healthy) ;;
-        unhealthy|exited|dead|missing) fail_wait "$s is $state" ;;
-        *) all=0 ;;
+        unhealthy|exited|dead|missing) fail_wait "$s is $state" "$s" ;;
+        *) all=0
+           if (( $(restarts "$s") - ${restarts0[$s]} >= MAX_RESTARTS )); then
+             fail_wait "$s keeps crashing at start (restarted $MAX_RESTARTS times)" "$s"
+           fi ;;
       esac
     done
     # Show the states when they change, and every 15 s anyway so a slow start looks alive.
@@ -49,7 +68,7 @@ wait_healthy() {
       last=$line
     fi
     (( all )) && break
-    (( SECONDS - start < UP_TIMEOUT )) || fail_wait "not healthy after ${UP_TIMEOUT}s: $line"
+    (( SECONDS - start < UP_TIMEOUT )) || fail_wait "not healthy after ${UP_TIMEOUT}s: $line" ""
     sleep 1
   done
   log "all healthy after $(( SECONDS - start ))s"

@@ -64,7 +64,7 @@ main() {
   log "running pytest tests/unit"
   # -p no:cacheprovider: keep the tree clean; --strict-markers: typos in marks fail.
   "$bin/python" -m pytest -p no:cacheprovider --strict-markers -c tests/unit/pytest.ini \
-    --rootdir "$ROOT" tests/unit "$@"
+    --rootdir "$ROOT" "$@"
 }
 
 main "$@"

@@ -25,6 +25,15 @@ stop_db() {
   if [[ ${KEEP_PG:-1} == 0 ]]; then scripts/local-postgis.sh stop "$CLUSTER"; fi
 }
 
+ensure_chromium() {
+  # tests/unit/test_js_client.py runs the JS client in Debian's chromium (never `playwright install`).
+  [[ -x /usr/bin/chromium ]] && return
+  [[ $(id -u) -eq 0 ]] || { log "chromium is missing: install it with apt-get install chromium"; return; }
+  log "installing chromium with apt-get (about 30 s)"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium >/dev/null \
+    || log "could not install chromium: the JS client tests will fail"
+}
+
 write_portal_config() {
   # A throw-away TETHYS_HOME: tethys_portal.settings reads portal_config.yml from it.
   TETHYS_HOME=$(mktemp -d "${TMPDIR:-/tmp}/dam-unit-tethys.XXXXXX")
@@ -55,6 +64,7 @@ main() {
   bin=$(scripts/venv.sh)
   start_db
   trap cleanup EXIT
+  ensure_chromium
   write_portal_config
   # The app is imported from the source tree (tethysapp is a namespace package): the shared
   # venv is not modified. The wheel test builds and inspects the installable package.

@@ -87,9 +87,14 @@
   }
 
   // ---- map (optional) --------------------------------------------------------------------
+  // Dams are lon/lat (EPSG:4326); the Tethys map view is in its own projection (EPSG:3857).
+  function toMap(dam) {
+    return window.ol.proj.fromLonLat([dam.lon, dam.lat], mapState.map.getView().getProjection());
+  }
+
   function featureFor(dam) {
     var ol = window.ol;
-    var f = new ol.Feature({ geometry: new ol.geom.Point([dam.lon, dam.lat]) });
+    var f = new ol.Feature({ geometry: new ol.geom.Point(toMap(dam)) });
     f.setId(dam.id);
     f.set("dam", dam);
     return f;
@@ -142,7 +147,7 @@
 
   function showOnMap(dam) {
     if (mapState.map) {
-      mapState.map.getView().animate({ center: [dam.lon, dam.lat], zoom: 10 });
+      mapState.map.getView().animate({ center: toMap(dam), zoom: 10 });
     }
     var tr = document.querySelector('tr[data-dam-id="' + dam.id + '"]');
     if (tr) {

@@ -97,6 +97,9 @@ def _unavailable(request, template="unavailable.html"):
 
 def _client_context(request, session):
     """What the JS client reads from data- attributes: nothing about URLs is hard-coded in it."""
+    # Deletion seq first: a deletion committed while the dams are being read is then after it,
+    # so the client's first catch-up removes the dam instead of skipping its deletion.
+    last_deletion = model.last_deletion_seq(session)
     dams = model.list_dams(session)
     return {
         "dams": dams,
@@ -105,7 +108,7 @@ def _client_context(request, session):
         "dam_json_url": App.reverse("dam_json", kwargs={"dam_id": 0}),
         "hydrograph_url": App.reverse("hydrograph", kwargs={"dam_id": 0}),
         "last_id": max((d.id for d in dams), default=0),
-        "last_deletion": model.last_deletion_seq(session),
+        "last_deletion": last_deletion,
         "close_unauthenticated": CLOSE_UNAUTHENTICATED,
         "can_add_dams": has_permission(request, "add_dams"),
         "dam_map": _map(),
@@ -371,14 +374,14 @@ def dams_since(request):
         with store_session() as session:
             dams = model.list_dams(session, since=since)
             deletions = model.deletions_since(session, deleted_since)
-            last_id = session.query(model.func.coalesce(model.func.max(model.Dam.id), 0)).scalar()
-            last_deletion = model.last_deletion_seq(session)
     except (StoreUnavailable, SQLAlchemyError):
         log.exception("dams_since: store unavailable")
         return JsonResponse({"error": DB_UNAVAILABLE}, status=503)
+    # The marks come from the rows returned, never from a separate query that could see a
+    # later commit and let the client skip past a row it was not sent.
     return JsonResponse({
         "dams": [model.dam_payload(d) for d in dams],
         "deleted": [{"id": d.dam_id, "seq": d.seq} for d in deletions],
-        "last_id": max(last_id, since),
-        "last_deletion": max(last_deletion, deleted_since),
+        "last_id": max([since] + [d.id for d in dams]),
+        "last_deletion": max([deleted_since] + [d.seq for d in deletions]),
     })

@@ -26,8 +26,10 @@ from . import events
 
 Base = declarative_base()
 SRID = 4326
-# Key of the transaction-level advisory lock that serialises adds, so two concurrent adds can
-# not both pass the max_dams check (arbitrary constant, unique to this app).
+# Key of the transaction-level advisory lock that serialises adds and deletes (arbitrary
+# constant, unique to this app). Two concurrent adds cannot both pass the max_dams check, and
+# ids / deletion seqs become visible in increasing order, which the catch-up relies on
+# ("everything after N" never skips a row that commits late).
 ADD_LOCK_KEY = 734_211_001
 
 
@@ -166,6 +168,7 @@ def delete_dam(session, dam):
     notification; one transaction. Returns the deletion sequence number."""
     try:
         dam_id, name = dam.id, dam.name
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": ADD_LOCK_KEY})
         session.delete(dam)
         deletion = DamDeletion(dam_id=dam_id)
         session.add(deletion)

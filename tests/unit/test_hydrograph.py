@@ -113,3 +113,18 @@ def test_hydrograph_page_and_json(editor_client, store_engine, dam_id):
 ])
 def test_unknown_dams_are_404(editor_client, store_engine, path):
     assert editor_client.get(path).status_code == 404
+
+
+def test_row_limit_boundary(editor_client, store_engine, dam_id):
+    from tethysapp.dam_inventory.validation import MAX_CSV_ROWS
+
+    at_limit = "".join(f"{i},{i % 97}\n" for i in range(MAX_CSV_ROWS)).encode()
+    assert len(at_limit) <= MAX_CSV_BYTES
+    r = editor_client.post(ASSIGN, {"dam-select": dam_id, "hydrograph-file": csv_file(at_limit)})
+    assert r.status_code == 302
+    assert len(points(store_engine, dam_id)) == MAX_CSV_ROWS
+    over = at_limit + f"{MAX_CSV_ROWS},1\n".encode()
+    r = editor_client.post(ASSIGN, {"dam-select": dam_id, "hydrograph-file": csv_file(over)})
+    assert r.status_code == 400
+    assert f"The file has more than {MAX_CSV_ROWS} rows." in r.content.decode()
+    assert len(points(store_engine, dam_id)) == MAX_CSV_ROWS

@@ -6,7 +6,6 @@ e2e and browser suites cover.
 """
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest

@@ -72,7 +72,7 @@ class HydrographPoint(Base):
     __tablename__ = "hydrograph_points"
 
     id = Column(Integer, primary_key=True)
-    hydrograph_id = Column(ForeignKey("hydrographs.id", ondelete="CASCADE"), nullable=False)
+    hydrograph_id = Column(ForeignKey("hydrographs.id", ondelete="CASCADE"), nullable=False, index=True)
     time = Column(Float, nullable=False)  # hours
     flow = Column(Float, nullable=False)  # cfs
 

@@ -50,7 +50,7 @@ clean_run_dir() {
   # A restarted container keeps its filesystem: stale sockets and pid files from the previous
   # run would make daphne, nginx or supervisord refuse to start.
   mkdir -p "$RUN_DIR"
-  rm -f "$RUN_DIR"/asgi-*.sock "$RUN_DIR"/asgi-*.sock.lock "$RUN_DIR"/*.pid \
+  rm -f "$RUN_DIR"/asgi-*.sock "$RUN_DIR"/asgi-*.sock.lock "$RUN_DIR"/*.pid "$RUN_DIR"/facts.json \
     "$RUN_DIR"/supervisor.sock "$RUN_DIR"/health.json
 }
 

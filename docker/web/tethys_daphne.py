@@ -3,10 +3,12 @@
 
 Plain daphne stops its reactor on SIGTERM and drops open sockets: clients see an abnormal
 closure (1006) and cannot tell a deploy from a crash. This server sends every open WebSocket a
-close frame with code 1001 (going away) first and gives the closing handshakes a moment.
+close frame with code 1000 (normal closure; autobahn lets a server send only 1000 or
+3000-4999, so not 1001) first, and gives the closing handshakes a moment.
 Everything else (arguments, behaviour) is daphne's own.
 """
 
+import logging
 import sys
 
 from daphne.cli import CommandLineInterface
@@ -17,6 +19,7 @@ from twisted.internet import defer, reactor, task
 # How long shutdown waits for clients to answer the close frames; well inside the
 # supervisord stopwaitsecs and compose's stop timeout.
 CLOSE_GRACE_SECONDS = 2.0
+logger = logging.getLogger("daphne.server")
 
 
 class GracefulServer(Server):
@@ -30,8 +33,12 @@ class GracefulServer(Server):
             for protocol in list(self.connections)
             if isinstance(protocol, WebSocketProtocol) and protocol.state == protocol.STATE_OPEN
         ]
+        logger.info("Shutting down: closing %i WebSocket(s) with 1000", len(open_sockets))
         for protocol in open_sockets:
-            protocol.sendClose(code=1001, reason="server shutting down")
+            try:
+                protocol.sendClose(code=1000, reason="server shutting down")
+            except Exception:  # noqa: BLE001 - one bad socket must not cut the others short
+                logger.exception("could not send a close frame to %s", protocol)
         if not open_sockets:
             return None
         return self._wait_closed(open_sockets)

@@ -11,6 +11,7 @@ command line, so neither `ps` nor Salt's output shows them.
 """
 
 import argparse
+import json
 import os
 import shlex
 import sys
@@ -182,16 +183,22 @@ def step_portal_admin(args):
     return report(True, f"created portal admin {name}")
 
 
-def step_persistent_service(args):
-    django_setup()
-    from tethys_services.models import PostgresPersistentStoreService
-
-    wanted = {
+def wanted_persistent_service():
+    """The app's persistent store service connects as the db superuser role, which creates
+    the app's database and its PostGIS extension."""
+    return {
         "host": env("TETHYS_DB_HOST", "db"),
         "port": int(env("TETHYS_DB_PORT", "5432")),
         "username": env("TETHYS_DB_SUPERUSER", "tethys_super"),
         "password": env("TETHYS_DB_SUPERUSER_PASS"),
     }
+
+
+def step_persistent_service(args):
+    django_setup()
+    from tethys_services.models import PostgresPersistentStoreService
+
+    wanted = wanted_persistent_service()
     service = PostgresPersistentStoreService.objects.filter(name=args.name).first()
     if service is None:
         PostgresPersistentStoreService.objects.create(name=args.name, **wanted)
@@ -285,6 +292,100 @@ def step_spatial_service(args):
     return report(changed, comment)
 
 
+# --- facts: every check of a restart in one Django boot --------------------------------------
+#
+# A Django boot costs about a second here; one per state would make a restart slow. The facts
+# step looks at everything once and writes what it saw; the states' `unless` checks read it
+# (`tethys-ensure fact NAME`, no Django) and skip work already done. The file is rewritten at
+# every start, and each step re-checks before changing anything, so a stale or missing fact
+# can only cost time, never skip needed work.
+
+FACTS_FILE = os.path.join(os.environ.get("TETHYS_RUN_DIR", "/run/tethys"), "facts.json")
+
+
+def collect_facts(args):
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    facts = {}
+
+    def fact(name, probe):
+        try:
+            facts[name] = probe()
+        except Exception as exc:  # noqa: BLE001 - an unknowable fact is simply "not known true"
+            facts[name] = False
+            facts.setdefault("errors", {})[name] = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+
+    def migrations_applied():
+        executor = MigrationExecutor(connection)
+        return not executor.migration_plan(executor.loader.graph.leaf_nodes())
+
+    fact("migrations_applied", migrations_applied)
+    if not facts["migrations_applied"]:
+        return facts  # nothing below can be known before the tables exist
+
+    def admin_exists():
+        from django.contrib.auth import get_user_model
+
+        return get_user_model().objects.filter(username=env("PORTAL_SUPERUSER_NAME", "admin")).exists()
+
+    def service_current():
+        from tethys_services.models import PostgresPersistentStoreService
+
+        service = PostgresPersistentStoreService.objects.filter(name=args.service).first()
+        return service is not None and not [k for k, v in wanted_persistent_service().items() if getattr(service, k) != v]
+
+    def ps_setting():
+        from tethys_apps.models import TethysApp
+
+        app = TethysApp.objects.get(package=args.app)
+        return app.persistent_store_database_settings.get(name=args.setting)
+
+    def linked():
+        service = ps_setting().persistent_store_service
+        return service is not None and service.name == args.service
+
+    def store_ready():
+        setting = ps_setting()
+        return bool(setting.initialized and setting.persistent_store_database_exists())
+
+    def custom_settings():
+        from tethys_apps.models import TethysApp
+
+        app = TethysApp.objects.get(package=args.app)
+        return {s.name: str(s.value) for s in app.custom_settings if hasattr(s, "value")}
+
+    fact("admin_exists", admin_exists)
+    fact("persistent_service_current", service_current)
+    fact("linked", linked)
+    fact("store_ready", store_ready)
+    fact("settings", custom_settings)
+    return facts
+
+
+def step_facts(args):
+    django_setup()
+    facts = collect_facts(args)
+    tmp = FACTS_FILE + ".tmp"
+    with open(tmp, "w") as fh:
+        json.dump(facts, fh, indent=1, sort_keys=True)
+    os.replace(tmp, FACTS_FILE)
+    known = sorted(k for k, v in facts.items() if v is True)
+    return report(False, f"facts collected; in place: {', '.join(known) or 'nothing yet'}")
+
+
+def step_fact(args):
+    """Exit 0 if the fact holds (or, with --value, the app setting has that value)."""
+    try:
+        with open(FACTS_FILE) as fh:
+            facts = json.load(fh)
+    except (OSError, ValueError):
+        return 1
+    if args.setting:
+        return 0 if facts.get("settings", {}).get(args.setting) == args.value else 1
+    return 0 if facts.get(args.name) is True else 1
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="step", required=True)
@@ -308,6 +409,16 @@ def parse_args(argv):
     p.add_argument("--name", required=True)
     p.add_argument("--value", required=True)
     p.set_defaults(func=step_app_setting)
+    p = sub.add_parser("facts")
+    p.add_argument("--app", required=True)
+    p.add_argument("--setting", required=True)
+    p.add_argument("--service", required=True)
+    p.set_defaults(func=step_facts)
+    p = sub.add_parser("fact")
+    p.add_argument("name", nargs="?", default="")
+    p.add_argument("--setting", default="")
+    p.add_argument("--value", default="")
+    p.set_defaults(func=step_fact)
     p = sub.add_parser("spatial-service")
     p.add_argument("--name", required=True)
     p.add_argument("--app", default="")

@@ -464,7 +464,8 @@ class NotificationClient:
             except asyncio.CancelledError:
                 raise
             except websockets.ConnectionClosed as exc:
-                self.closes.append(exc.rcvd.code if exc.rcvd else None)
+                # No close frame from the server = 1006 (abnormal closure), as a browser reports it.
+                self.closes.append(exc.rcvd.code if exc.rcvd else 1006)
             except Exception as exc:  # refused, reset, 502 during a restart: retry like the JS
                 self.errors.append(f"{type(exc).__name__}: {exc}"[:200])
             finally:

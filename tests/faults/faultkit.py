@@ -12,6 +12,9 @@ import stackclient as sc
 # The issue's bound: the next dam reaches every client (live or by catch-up) within 5 s.
 # It is a deadline for a functional property, not a speed measurement (speed: make bench).
 DELIVERY_DEADLINE = float(os.environ.get("FAULT_DELIVERY_DEADLINE", "5"))
+# After a web restart the clients are in the JS client's backoff (at most 30 s between tries):
+# they must be back and caught up within one full backoff step plus margin.
+RECONNECT_DEADLINE = sc.NotificationClient.backoff_max + 10
 
 
 def describe(clients: list[sc.NotificationClient]) -> str:
@@ -29,9 +32,10 @@ async def add_dam(portal: sc.Portal, prefix: str) -> tuple[int, float]:
     return dam_id, t0
 
 
-async def missing_after(clients, dam_ids, deadline_from: float) -> dict[str, set[int]]:
-    """Waits until DELIVERY_DEADLINE after `deadline_from`; returns what each client lacks."""
-    left = max(0.0, deadline_from + DELIVERY_DEADLINE - time.monotonic())
+async def missing_after(clients, dam_ids, deadline_from: float,
+                        deadline: float = DELIVERY_DEADLINE) -> dict[str, set[int]]:
+    """Waits until `deadline` s after `deadline_from`; returns what each client lacks."""
+    left = max(0.0, deadline_from + deadline - time.monotonic())
     await asyncio.gather(*(c.wait_for(dam_ids, left) for c in clients))
     return {c.label: set(dam_ids) - c.seen.keys() for c in clients if set(dam_ids) - c.seen.keys()}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 
 import faultkit as fk
 import stackclient as sc
@@ -46,15 +47,20 @@ def test_killed_asgi_worker_is_restarted_and_others_notice_nothing(portal, conta
             f"clients of the killed worker did not reconnect: {fk.describe(on_victim)}"
         )
 
-        # The restarted worker takes connections again (nginx round-robin reaches it).
-        extra = []
+        # The restarted worker takes connections again once it listens (daphne needs a few
+        # seconds to load Django; nginx also rests a failed server for fail_timeout). Sockets
+        # are held open so least_conn moves on to the emptiest worker.
+        extra, landed = [], []
         try:
-            for i in range(3 * asgi_processes):
-                extra.append(await sc.NotificationClient(portal, label=f"x{i}").start())
-                if extra[-1].worker == victim:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and len(extra) < 60:
+                extra.append(await sc.NotificationClient(portal, label=f"x{len(extra)}").start())
+                landed.append(extra[-1].worker)
+                if landed[-1] == victim:
                     break
-            assert extra[-1].worker == victim, (
-                f"no new connection landed on restarted worker {victim}: {[c.worker for c in extra]}"
+                await asyncio.sleep(1)
+            assert landed and landed[-1] == victim, (
+                f"no new connection landed on restarted worker {victim} within 60 s: {landed}"
             )
         finally:
             await asyncio.gather(*(c.stop() for c in extra), return_exceptions=True)

@@ -39,7 +39,16 @@ COPY docker/web/web-constraints.txt /tmp/web-constraints.txt
 RUN python3 -m venv /opt/tethys-venv \
  && /opt/tethys-venv/bin/pip install --no-cache-dir --no-index --find-links /wheels/web \
       -r /tmp/web.txt -c /tmp/web-constraints.txt \
- && /opt/tethys-venv/bin/pip uninstall --yes --quiet pip
+ && /opt/tethys-venv/bin/pip uninstall --yes --quiet pip \
+ && for venv in /opt/salt /opt/tethys-venv; do \
+      site="$venv/lib/python3.11/site-packages"; \
+      if [ -d "$site/twisted" ]; then find "$site/twisted" -type d -name test -prune -exec rm -rf {} +; fi; \
+      rm -rf "$site/tornado/test" "$site/zope/interface/tests" "$site/zope/interface/common/tests" \
+             "$site/cherrypy/test" "$site/guardian/testapp"; \
+    done
+# Size (the image must stay under 600 MB): the test suites these libraries ship (~35 MB;
+# twisted alone 20) are never imported at run time. Named one by one: a blanket `-name test`
+# would also delete modules that are code, such as django/test.
 
 # ---------------------------------------------------------------------------------------------
 # The app as a wheel (templates and static files included as package data).

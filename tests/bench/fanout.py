@@ -242,6 +242,9 @@ def main() -> int:
     portal = sc.Portal(settings.base_url, timeout=60).login(*sc.admin_credentials(settings))
 
     results = {"label": args.label, "fanout": [], "burst": None}
+    # Warm-up, not recorded: the first sockets and adds of a fresh worker load code and fill
+    # caches, which would otherwise count as memory per connection and latency.
+    asyncio.run(measure(portal, args.project, 30, 3, 3.0, 5.0, args.connect_budget, args.label + " warm-up"))
     for n in [int(x) for x in args.clients.split(",") if x.strip()]:
         results["fanout"].append(asyncio.run(measure(
             portal, args.project, n, args.dams, args.rate, args.drain, args.connect_budget, args.label)))

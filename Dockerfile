@@ -114,7 +114,7 @@ VOLUME ["/var/lib/tethys_persist"]
 EXPOSE 8080
 # Fails unless nginx and every ASGI worker answer. start_period covers a first start with
 # migrations; a restart is healthy in seconds.
-HEALTHCHECK --interval=5s --timeout=15s --start-period=120s --retries=3 \
+HEALTHCHECK --interval=2s --timeout=15s --start-period=120s --retries=3 \
   CMD ["/usr/local/bin/tethys-healthcheck"]
 # supervisord (PID 1 after the entrypoint's exec) stops the workers first on SIGTERM, then nginx.
 STOPSIGNAL SIGTERM

@@ -12,7 +12,8 @@ export COMPOSE_PROJECT_NAME ENV_DIR
 LOCAL_BASE_IMAGE=dam-inventory/debian:bookworm
 LOCAL_REDIS_IMAGE=dam-inventory/redis:5.0.7
 LOCAL_DB_IMAGE=dam-inventory/postgis:15-3
-WEB_IMAGE=dam-inventory/web:latest
+WEB_IMAGE=${WEB_IMAGE:-dam-inventory/web:latest}
+export WEB_IMAGE
 IMAGES_ENV=$REPO_ROOT/build/images.env
 
 # Progress and errors go to stderr so stdout stays usable by callers.

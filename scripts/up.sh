@@ -75,16 +75,22 @@ wait_healthy() {
 }
 
 print_welcome() {
-  local host=${WEB_BIND:-127.0.0.1} port=${WEB_PORT:-8080} web_env admin
+  local host=${WEB_BIND:-127.0.0.1} port=${WEB_PORT:-8080} admin secret geoserver
   [[ $host != 0.0.0.0 ]] || host=localhost
-  web_env="$ENV_DIR/web.env"
   admin=$(env_file_get "$(env_dir_path)/web.env" PORTAL_SUPERUSER_NAME)
+  secret=$(env_file_get "$(env_dir_path)/web.env" PORTAL_SUPERUSER_PASSWORD_FILE)
+  secret=${secret:-${ENV_DIR%/}/secrets/portal_superuser_password}
+  if [[ $(env_file_get "$IMAGES_ENV" COMPOSE_PROFILES) == *geoserver* ]]; then
+    geoserver="GeoServer runs inside the stack (internal network only)."
+  else
+    geoserver="GeoServer is NOT part of this stack (no registry to pull it from)."
+  fi
   cat >&2 <<MSG
 
   Dam inventory is up:  http://$host:$port/apps/dam-inventory/
-  Admin login: user '${admin:-admin}', password in $web_env (PORTAL_SUPERUSER_PASSWORD):
-      grep PORTAL_SUPERUSER_PASSWORD $web_env
-  $( [[ $(env_file_get "$IMAGES_ENV" COMPOSE_PROFILES) == *geoserver* ]] && echo "GeoServer runs inside the stack (internal network only)." || echo "GeoServer is NOT part of this stack (no registry to pull it from)." )
+  Admin login: user '${admin:-admin}', password in the file $secret
+      cat $secret
+  $geoserver
   Stop: make down (keeps data)   Logs: make logs   State: make ps
 
 MSG

@@ -4,6 +4,8 @@
 # after changing ASGI_PROCESSES. Runs a throwaway db + redis + web on a private network of its
 # own (nothing published) and removes all of it at the end.
 #   scripts/measure-web.sh      (images: WEB_IMAGE, DB_IMAGE, REDIS_IMAGE; see defaults below)
+# Timings include the HEALTHCHECK's 2 s polling and depend on what else runs on the machine:
+# note the load average printed with them.
 set -Eeuo pipefail
 
 WEB_IMAGE=${WEB_IMAGE:-dam-inventory/web:latest}
@@ -70,15 +72,18 @@ main() {
   PG_PASSWORD=$(random_secret) REDIS_PASSWORD=$(random_secret)
   start_backing_services
 
-  local size first restart changed t0
+  local size first stop restart changed t0 load_before
+  load_before=$(cut -d' ' -f1-3 /proc/loadavg)
   size=$(docker image inspect -f '{{.Size}}' "$WEB_IMAGE" | awk '{printf "%.0f", $1/1e6}')
 
   log "first start (empty database)"
   t0=$(date +%s.%N); run_web 2
   first=$(wait_healthy "$NAME-web" "$t0")
 
-  log "restart (nothing to do)"
-  t0=$(date +%s.%N); docker restart "$NAME-web" >/dev/null
+  log "restart (nothing to do): stop, then start"
+  t0=$(date +%s.%N); docker stop "$NAME-web" >/dev/null
+  stop=$(awk -v s="$t0" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
+  t0=$(date +%s.%N); docker start "$NAME-web" >/dev/null
   restart=$(wait_healthy "$NAME-web" "$t0")
 
   log "restart with ASGI_PROCESSES=3 (new container, same database and volume)"
@@ -87,9 +92,11 @@ main() {
   changed=$(wait_healthy "$NAME-web" "$t0")
   docker exec "$NAME-web" tethys-healthcheck >&2
 
+  printf 'load average before/after:          %s / %s\n' "$load_before" "$(cut -d' ' -f1-3 /proc/loadavg)"
   printf 'image size:                         %s MB\n' "$size"
   printf 'first start to healthy:             %s s\n' "$first"
-  printf 'restart to healthy:                 %s s\n' "$restart"
+  printf 'stop (SIGTERM to exit):             %s s\n' "$stop"
+  printf 'restart: start to healthy:          %s s\n' "$restart"
   printf 'recreate with ASGI_PROCESSES=3:     %s s\n' "$changed"
 }
 

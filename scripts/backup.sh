@@ -6,6 +6,8 @@
 # pg_dump runs inside the db container, so the host needs no PostgreSQL client. Consistent per
 # database (each pg_dump is one snapshot); the web service keeps running.
 # Env: BACKUP_DIR (default backups/). Prints the archive's path on stdout.
+# Commands for the db container are single-quoted on purpose: they expand there, not here.
+# shellcheck disable=SC2016
 set -Eeuo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -13,6 +15,7 @@ LOG_TAG=backup
 
 BACKUP_DIR=${BACKUP_DIR:-$REPO_ROOT/backups}
 
+# The command runs in the db container's shell, where $POSTGRES_USER and $1 expand.
 db_exec() { docker exec -i "$DB" sh -c "$1" sh "${@:2}"; }
 
 list_databases() {

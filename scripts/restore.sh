@@ -9,6 +9,8 @@
 #      --create (owner, extensions, data exactly as dumped);
 #   5. starts web again and waits until it is healthy.
 # Databases not in the archive are not touched. Non-interactive; exits non-zero on any failure.
+# Commands for the db container are single-quoted on purpose: they expand there, not here.
+# shellcheck disable=SC2016
 set -Eeuo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -17,6 +19,7 @@ LOG_TAG=restore
 FILE=${1:-${FILE:-}}
 RESTORE_TIMEOUT=${RESTORE_TIMEOUT:-300}
 
+# The command runs in the db container's shell, where $POSTGRES_USER and $1 expand.
 db_exec() { docker exec -i "$DB" sh -c "$1" sh "${@:2}"; }
 
 check_archive() {

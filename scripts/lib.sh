@@ -1,5 +1,7 @@
 # Shared helpers for scripts/*.sh and images/*/build.sh. Source it, do not run it.
 # shellcheck shell=bash
+# The names below are used by the scripts that source this file.
+# shellcheck disable=SC2034
 
 # Repository root, whatever the caller's working directory.
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

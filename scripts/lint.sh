@@ -3,6 +3,7 @@
 #   compose file: Compose Specification schema (check-jsonschema), `docker-compose config -q`
 #                 (and `docker compose config -q` where v2 exists), compose-lint
 #   YAML: yamllint (.yamllint)   env examples: dotenv-linter   Dockerfiles: hadolint
+#   shell: shellcheck on the stack's scripts (compose, images, env, backup; the image scripts)
 # Tools come from the project venv (scripts/venv.sh, pinned in requirements/dev.txt).
 set -Eeuo pipefail
 # shellcheck source=lib.sh
@@ -10,6 +11,12 @@ source "$(dirname "$0")/lib.sh"
 LOG_TAG=lint
 
 FAILED=()
+# The scripts of the stack (docs/architecture.md: compose, images, env, backups).
+STACK_SCRIPTS=(scripts/lib.sh scripts/compose.sh scripts/images.sh scripts/up.sh scripts/clean.sh
+  scripts/gen-env.sh scripts/backup.sh scripts/restore.sh scripts/lint.sh
+  images/base/build.sh images/redis/build.sh images/redis/docker-entrypoint.sh
+  images/redis/redis-healthcheck images/postgis/build.sh images/postgis/docker-entrypoint.sh
+  images/postgis/initdb-postgis.sh)
 
 check() {
   local name=$1; shift
@@ -54,6 +61,8 @@ main() {
   local dockerfiles=()
   mapfile -t dockerfiles < <(ls Dockerfile images/*/Dockerfile 2>/dev/null)
   check "hadolint ${dockerfiles[*]}" "$bin/hadolint" --no-color "${dockerfiles[@]}"
+  check "shellcheck (stack scripts)" "$bin/shellcheck" --external-sources --source-path=SCRIPTDIR \
+    --shell=bash "${STACK_SCRIPTS[@]}"
 
   if (( ${#FAILED[@]} )); then
     log "${#FAILED[@]} check(s) failed: ${FAILED[*]}"

@@ -18,6 +18,7 @@ import concurrent.futures
 import json
 import math
 import os
+import random
 import statistics
 import sys
 import time
@@ -70,20 +71,33 @@ class Run:
         self.unknown = 0
         self.dropped = 0  # clients whose socket closed during the measurement
         self.workers: dict[str, int] = {}
+        self.refusals: list[str] = []  # every refused handshake, retried or not
+        self.send_deadline = float("inf")  # adds not started by then are not sent (bounded run)
 
-    async def client(self, ready: asyncio.Semaphore, opened: list, stop: asyncio.Event):
+    async def client(self, ready: asyncio.Semaphore, opened: list, stop: asyncio.Event, give_up: float):
+        """One client. A refused handshake is retried like the JS client does (1 s doubling,
+        half jitter) until `give_up` (monotonic); each refusal is counted."""
         from websockets.asyncio.client import connect
 
         url = self.portal.base_url.replace("http", "ws", 1) + sc.WS_PATH
-        try:
-            async with ready:
-                ws = await connect(url, additional_headers=sc.ws_headers(self.portal),
-                                   origin=sc.ws_origin(self.portal), proxy=None, compression=None,
-                                   ping_interval=None, open_timeout=60, close_timeout=2,
-                                   max_queue=None)
-        except Exception as exc:  # counted, not fatal: the delivery ratio shows it
-            opened.append(f"{type(exc).__name__}: {exc}"[:160])
-            return
+        attempt = 0
+        while True:
+            try:
+                async with ready:
+                    ws = await connect(url, additional_headers=sc.ws_headers(self.portal),
+                                       origin=sc.ws_origin(self.portal), proxy=None, compression=None,
+                                       ping_interval=None, open_timeout=60, close_timeout=2,
+                                       max_queue=None)
+                break
+            except Exception as exc:  # counted, not fatal: the delivery ratio shows it
+                self.refusals.append(f"{type(exc).__name__}: {exc}"[:120])
+                base = min(8.0, 2.0 ** attempt)
+                attempt += 1
+                pause = base / 2 + random.random() * base / 2
+                if time.monotonic() + pause > give_up:
+                    opened.append(self.refusals[-1])
+                    return
+                await asyncio.sleep(pause)
         worker = ws.response.headers.get(sc.WORKER_HEADER, "?")
         self.workers[worker] = self.workers.get(worker, 0) + 1
         opened.append(None)
@@ -108,6 +122,8 @@ class Run:
 
     def add(self, session, name: str) -> tuple[str, int, float]:
         t0 = time.monotonic()
+        if t0 > self.send_deadline:
+            return name, 0, 0.0
         self.sent[name] = t0
         self.latencies[name] = []
         try:
@@ -124,18 +140,19 @@ async def measure(portal: sc.Portal, project: str, n_clients: int, n_dams: int, 
     stop = asyncio.Event()
     opened: list = []
     mem_before = process_rss(project)
-    ready = asyncio.Semaphore(int(os.environ.get("BENCH_CONNECT_CONCURRENCY", "100")))
+    ready = asyncio.Semaphore(int(os.environ.get("BENCH_CONNECT_CONCURRENCY", "50")))
 
     log(f"{label}: opening {n_clients} WebSocket clients")
     t_connect = time.monotonic()
-    tasks = [asyncio.create_task(run.client(ready, opened, stop)) for _ in range(n_clients)]
+    give_up = t_connect + connect_budget
+    tasks = [asyncio.create_task(run.client(ready, opened, stop, give_up)) for _ in range(n_clients)]
     while len(opened) < n_clients and time.monotonic() - t_connect < connect_budget:
         await asyncio.sleep(0.2)
     connect_s = time.monotonic() - t_connect
     failures = [e for e in opened if e]
     connected = len(opened) - len(failures)
     log(f"{label}: {connected}/{n_clients} connected in {connect_s:.1f}s on workers {run.workers}; "
-        f"{len(failures)} failed {failures[:2]}")
+        f"{len(failures)} gave up, {len(run.refusals)} handshakes refused {run.refusals[:1]}")
     await asyncio.sleep(2)  # let every handshake finish its group_add
     mem_after = process_rss(project)
 
@@ -157,6 +174,8 @@ async def measure(portal: sc.Portal, project: str, n_clients: int, n_dams: int, 
     log(f"{label}: adding {n_dams} dams at {rate}/s to {connected} clients")
     futures = []
     t_start = time.monotonic()
+    # Bounded: an add the server has not started within 3x the planned time is not sent.
+    run.send_deadline = t_start + 3 * n_dams / rate + 10
     for i in range(n_dams):
         delay = t_start + i / rate - time.monotonic()
         if delay > 0:
@@ -179,7 +198,9 @@ async def measure(portal: sc.Portal, project: str, n_clients: int, n_dams: int, 
     pool.shutdown(wait=False, cancel_futures=True)
 
     accepted = [p for p in posts if p[1] in (301, 302, 303)]
-    refused = [p for p in posts if p[1] not in (301, 302, 303)]
+    not_sent = [p for p in posts if p[1] == 0]
+    refused = [p for p in posts if p[1] not in (0, 301, 302, 303)]
+    send_s = max([run.sent[p[0]] + p[2] for p in accepted], default=t_start) - t_start
     lat = [x for name, *_ in accepted for x in run.latencies[name]]
     expected = len(accepted) * connected
     result = {
@@ -193,9 +214,12 @@ async def measure(portal: sc.Portal, project: str, n_clients: int, n_dams: int, 
         "dams": n_dams,
         "dams_accepted": len(accepted),
         "dams_refused": len(refused),
+        "dams_not_sent": len(not_sent),
+        "handshake_refusals": len(run.refusals),
+        "handshake_refusal_kinds": sorted({r.split(":")[0] + ":" + r.split(":")[1][:40] for r in run.refusals if ":" in r})[:5],
         "refused_statuses": sorted({p[1] for p in refused}),
         "rate_wanted": rate,
-        "rate_achieved": round(n_dams / send_s, 2) if send_s > 0 else None,
+        "rate_achieved": round(len(accepted) / send_s, 2) if send_s > 0 else None,
         "post_p50_ms": ms(percentile([p[2] for p in posts], 50)),
         "post_p99_ms": ms(percentile([p[2] for p in posts], 99)),
         "deliveries": len(lat),

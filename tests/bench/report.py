@@ -52,7 +52,8 @@ def by_clients(results):
 
 
 def burst_ok(b) -> bool:
-    return bool(b) and b["delivery_ratio"] >= 1.0 and b["dams_refused"] == 0 and b["dropped_sockets"] == 0
+    return (bool(b) and b["delivery_ratio"] >= 1.0 and b["dams_accepted"] == b["dams"]
+            and b["dropped_sockets"] == 0 and b["connected"] == b["clients"])
 
 
 def verdicts(ours) -> list[tuple[str, str, str]]:

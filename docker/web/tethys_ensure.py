@@ -149,7 +149,15 @@ def django_setup():
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tethys_portal.settings")
     import django
 
-    django.setup()
+    # tethys_apps' ready() harvests every app (imports, registers, syncs permissions: about a
+    # second) unless sys.argv[1] is "migrate". These steps do not need it on a restart, and
+    # get_app() harvests itself when the app is not registered yet; the workers harvest anyway.
+    saved_argv = sys.argv
+    sys.argv = [saved_argv[0], "migrate"]
+    try:
+        django.setup()
+    finally:
+        sys.argv = saved_argv
 
 
 def get_app(package):

@@ -140,7 +140,6 @@ main() {
   local dir example name target
   dir=$(env_dir_path)
   mkdir -p "$dir"
-  chmod 700 "$dir"
   prepare_secrets_dir
   shopt -s nullglob
   local examples=("$REPO_ROOT"/env/*.env.example)

@@ -174,17 +174,23 @@ save_stack_logs() {
   scripts/compose.sh logs --no-color --timestamps >"$RESULTS/stack.log" 2>&1 || true
 }
 
+teardown_stack() {
+  ((STACK_STARTED)) || return 0
+  STACK_STARTED=0
+  save_stack_logs
+  if [[ ${KEEP_STACK:-0} == 1 ]]; then
+    log "KEEP_STACK=1: the test stack stays up (remove it: ENV_DIR=$ENV_DIR COMPOSE_PROJECT_NAME=$COMPOSE_PROJECT_NAME scripts/compose.sh down -v)"
+  else
+    log "removing the test stack and its volumes"
+    stack_down
+  fi
+}
+
+# Normally main tears the stack down before the summary (so the summary is the last output);
+# this covers a failure or Ctrl-C on the way.
 cleanup() {
   local rc=$?
-  if ((STACK_STARTED)); then
-    save_stack_logs
-    if [[ ${KEEP_STACK:-0} == 1 ]]; then
-      log "KEEP_STACK=1: the test stack stays up (remove it: ENV_DIR=$ENV_DIR COMPOSE_PROJECT_NAME=$COMPOSE_PROJECT_NAME scripts/compose.sh down -v)"
-    else
-      log "removing the test stack and its volumes"
-      stack_down
-    fi
-  fi
+  teardown_stack
   exit "$rc"
 }
 
@@ -269,6 +275,7 @@ main() {
   if ((need_stack)); then
     stack_up || log "the test stack did not come up: ${STACK_ERROR}"
     run_stack_suites
+    teardown_stack
   fi
   log "finished in $(((SECONDS - started) / 60)) min $(((SECONDS - started) % 60)) s"
   summary

@@ -85,6 +85,12 @@ def secret_values(dirs: list[Path]) -> dict[str, str]:
                 value = env_file_value(values, name, base=ROOT)
                 if value and len(value) >= MIN_SECRET_LEN:
                     found[value] = f"{path.relative_to(ROOT)}:{name}"
+        # Docker secrets written by scripts/gen-env.sh: every file there is a secret
+        for path in sorted((directory / "secrets").glob("*")):
+            if path.is_file() and not path.name.startswith("."):
+                value = path.read_text().strip()
+                if len(value) >= MIN_SECRET_LEN:
+                    found.setdefault(value, str(path.relative_to(ROOT)))
     return found
 
 

@@ -76,3 +76,11 @@ def test_no_secret_in_any_image_layer(stack_images, secrets_to_find):
         hits, total = _scan_stream(["docker", "save", image], secrets_to_find)
         assert total > 1_000_000, f"docker save {label} gave only {total} bytes"
         assert not hits, f"image of {label}: a layer holds {sorted(hits)}"
+
+
+def test_no_secret_in_any_container_environment(stack, secrets_to_find):
+    # secrets reach the containers as files (Docker secrets, NAME_FILE), so `docker inspect`
+    # of a running container shows none of them either
+    for service, cid in stack.containers().items():
+        env = "\n".join(docker_inspect(cid)[0]["Config"]["Env"] or [])
+        assert not _leaks(env, secrets_to_find), f"{service}'s environment holds {_leaks(env, secrets_to_find)}"

@@ -46,11 +46,13 @@ exit $failed
 
 render_pass() {
   local label=$1; shift
+  local states
+  mapfile -t states < <(state_names)
   log "pass: $label"
   # Dummy values only: rendering needs them present, nothing connects anywhere.
   docker run --rm --network none --entrypoint bash "${MOUNT_ARGS[@]}" \
     -e SECRET_KEY=render-check-only -e TETHYS_DB_PASSWORD=x -e TETHYS_DB_SUPERUSER_PASS=x \
-    "$@" "$WEB_IMAGE" -c "$RENDER_ALL" render-all $(state_names)
+    "$@" "$WEB_IMAGE" -c "$RENDER_ALL" render-all "${states[@]}"
 }
 
 main() {

@@ -58,7 +58,8 @@ bench_compose() {
 
 # Fresh env files (new secrets, matching the fresh volumes) with the config's settings.
 write_env() {
-  local cfg=$1 dir=$OUT/$cfg/env asgi
+  local cfg=$1 dir asgi
+  dir=$OUT/$cfg/env
   rm -rf "$dir"
   if [[ $cfg == ref ]]; then asgi=1
   else asgi=${BENCH_OURS_ASGI_PROCESSES:-$(env_file_get "$REPO_ROOT/env/web.env.example" ASGI_PROCESSES)}

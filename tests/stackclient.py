@@ -89,13 +89,20 @@ def read_env_file(path: Path) -> dict[str, str]:
     return values
 
 
-def env_secret(env: dict[str, str], name: str) -> str | None:
-    """NAME, or the content of the file NAME_FILE names (the image's secret convention)."""
+def env_secret(env: dict[str, str], name: str, env_dir: Path | None = None) -> str | None:
+    """NAME, or the content of the file NAME_FILE names (the image's secret convention; on the
+    host that path is relative to the repository), or ${ENV_DIR}/secrets/<name> (gen-env.sh)."""
     if env.get(name):
         return env[name]
-    path = env.get(name + "_FILE")
-    if path and Path(path).is_file():
-        return Path(path).read_text().strip()
+    candidates = []
+    if env.get(name + "_FILE"):
+        path = Path(env[name + "_FILE"])
+        candidates += [path, REPO_ROOT / path]
+    if env_dir is not None:
+        candidates.append(env_dir / "secrets" / name.lower())
+    for path in candidates:
+        if path.is_file():
+            return path.read_text().strip()
     return None
 
 
@@ -103,7 +110,7 @@ def admin_credentials(settings: StackSettings) -> tuple[str, str]:
     """The portal admin of the stack, from its generated web.env (never committed)."""
     env = read_env_file(settings.env_dir / "web.env")
     user = os.environ.get("PORTAL_SUPERUSER_NAME") or env.get("PORTAL_SUPERUSER_NAME") or "admin"
-    password = os.environ.get("PORTAL_SUPERUSER_PASSWORD") or env_secret(env, "PORTAL_SUPERUSER_PASSWORD")
+    password = os.environ.get("PORTAL_SUPERUSER_PASSWORD") or env_secret(env, "PORTAL_SUPERUSER_PASSWORD", settings.env_dir)
     if not password:
         raise RuntimeError(
             f"no PORTAL_SUPERUSER_PASSWORD in {settings.env_dir}/web.env: "

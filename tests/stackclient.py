@@ -27,6 +27,8 @@ from urllib.parse import urlsplit
 
 import requests
 
+from stacklib import read_env_file  # one parser of env files for every suite
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # The app's URLs (docs/architecture.md, app/README.md).
@@ -74,19 +76,6 @@ def stack_settings(
         env_path = REPO_ROOT / env_path
     base = os.environ.get("STACK_URL") if project == os.environ.get("COMPOSE_PROJECT_NAME") else None
     return StackSettings(project, env_path, (base or f"http://127.0.0.1:{port}").rstrip("/"))
-
-
-def read_env_file(path: Path) -> dict[str, str]:
-    values: dict[str, str] = {}
-    if not path.is_file():
-        return values
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, _, value = line.partition("=")
-        values[key.strip()] = value.strip().strip("'\"")
-    return values
 
 
 def env_secret(env: dict[str, str], name: str, env_dir: Path | None = None) -> str | None:

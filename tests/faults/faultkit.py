@@ -40,6 +40,14 @@ async def missing_after(clients, dam_ids, deadline_from: float,
     return {c.label: set(dam_ids) - c.seen.keys() for c in clients if set(dam_ids) - c.seen.keys()}
 
 
+async def baseline_dam(portal: sc.Portal, clients: list[sc.NotificationClient], prefix: str) -> int:
+    """Adds a dam before the fault and asserts every client got it in time -> its id."""
+    dam_id, t = await add_dam(portal, prefix)
+    missing = await missing_after(clients, {dam_id}, t)
+    assert not missing, f"baseline: a dam did not reach {missing} ({describe(clients)})"
+    return dam_id
+
+
 async def with_clients(portal: sc.Portal, workers: int, per_worker: int,
                        body: Callable[[list[sc.NotificationClient]], Awaitable[None]]):
     clients = await sc.open_clients_on_every_worker(portal, workers, per_worker)

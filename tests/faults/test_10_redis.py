@@ -24,9 +24,7 @@ def test_redis_stopped_and_restarted_loses_no_dam(portal, containers, asgi_proce
     redis = containers["redis"]
 
     async def body(clients):
-        before, t = await fk.add_dam(portal, "before-redis-stop")
-        missing = await fk.missing_after(clients, {before}, t)
-        assert not missing, f"baseline: a dam did not reach {missing} ({fk.describe(clients)})"
+        before = await fk.baseline_dam(portal, clients, "before-redis-stop")
 
         await asyncio.to_thread(sc.docker, "stop", "-t", "10", redis)
         # An add while Redis is down: the database is fine, so either the dam is saved (and
@@ -61,9 +59,7 @@ def test_redis_sigkilled_loses_no_dam(portal, containers, asgi_processes):
     redis = containers["redis"]
 
     async def body(clients):
-        before, t = await fk.add_dam(portal, "before-redis-kill")
-        missing = await fk.missing_after(clients, {before}, t)
-        assert not missing, f"baseline: a dam did not reach {missing} ({fk.describe(clients)})"
+        before = await fk.baseline_dam(portal, clients, "before-redis-kill")
 
         old_pid = sc.host_pid(redis)
         assert old_pid, "redis container has no running process"

@@ -12,9 +12,7 @@ def test_web_restart_clients_reconnect_catch_up_and_dams_persist(portal, contain
     web = containers["web"]
 
     async def body(clients):
-        before, t = await fk.add_dam(portal, "before-web-restart")
-        missing = await fk.missing_after(clients, {before}, t)
-        assert not missing, f"baseline: a dam did not reach {missing} ({fk.describe(clients)})"
+        before = await fk.baseline_dam(portal, clients, "before-web-restart")
 
         await asyncio.to_thread(sc.docker, "restart", "-t", "30", web, timeout=120)
         await asyncio.to_thread(sc.wait_healthy, web, 180)

@@ -18,9 +18,7 @@ def test_killed_asgi_worker_is_restarted_and_others_notice_nothing(portal, conta
     assert len(workers) == asgi_processes, f"daphne workers found in web: {workers}"
 
     async def body(clients):
-        before, t = await fk.add_dam(portal, "before-worker-kill")
-        missing = await fk.missing_after(clients, {before}, t)
-        assert not missing, f"baseline: a dam did not reach {missing} ({fk.describe(clients)})"
+        before = await fk.baseline_dam(portal, clients, "before-worker-kill")
 
         victim = clients[0].worker
         assert victim and victim.isdigit(), f"no {sc.WORKER_HEADER} header on the handshake: {victim!r}"

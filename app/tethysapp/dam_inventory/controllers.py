@@ -71,6 +71,13 @@ def _dam_id(raw):
     return dam_id
 
 
+def _get_dam(session, dam_id):
+    dam = model.get_dam(session, dam_id)
+    if dam is None:
+        raise Http404("No such dam.")
+    return dam
+
+
 def _can_delete(request, dam):
     return bool(dam.created_by and dam.created_by == request.user.username) or has_permission(
         request, "delete_dams"
@@ -289,9 +296,7 @@ def hydrograph(request, dam_id):
     dam_id = _dam_id(dam_id)
     try:
         with store_session() as session:
-            dam = model.get_dam(session, dam_id)
-            if dam is None:
-                raise Http404("No such dam.")
+            dam = _get_dam(session, dam_id)
             points = model.hydrograph_points(session, dam_id)
     except (StoreUnavailable, SQLAlchemyError):
         log.exception("hydrograph: store unavailable")
@@ -309,9 +314,7 @@ def dam_json(request, dam_id):
     try:
         dam_id = _dam_id(dam_id)
         with store_session() as session:
-            dam = model.get_dam(session, dam_id)
-            if dam is None:
-                return JsonResponse({"error": "No such dam."}, status=404)
+            dam = _get_dam(session, dam_id)
             points = model.hydrograph_points(session, dam_id)
             return JsonResponse({
                 "dam": model.dam_payload(dam),
@@ -331,9 +334,7 @@ def delete_dam(request, dam_id):
     dam_id = _dam_id(dam_id)
     try:
         with store_session() as session:
-            dam = model.get_dam(session, dam_id)
-            if dam is None:
-                raise Http404("No such dam.")
+            dam = _get_dam(session, dam_id)
             if not _can_delete(request, dam):
                 raise PermissionDenied("Only the dam's creator or an admin can delete it.")
             if request.method != "POST":

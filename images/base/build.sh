@@ -21,8 +21,16 @@ if docker image inspect "$IMAGE" >/dev/null 2>&1; then
   log "$IMAGE already present"
   exit 0
 fi
-command -v debootstrap >/dev/null || {
-  log "debootstrap missing: install it with 'apt-get install debootstrap' (needs root)"; exit 1; }
+# make up on a fresh Debian machine does all set-up: install debootstrap when we may.
+install_debootstrap() {
+  [[ $(id -u) -eq 0 ]] || {
+    log "debootstrap missing: install it with 'apt-get install debootstrap' (needs root)"; exit 1; }
+  log "installing debootstrap with apt-get (first time only)"
+  { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null 2>&1 ||
+    { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null; }; } ||
+    { log "apt-get could not install debootstrap: check the apt sources and the network"; exit 1; }
+}
+command -v debootstrap >/dev/null || install_debootstrap
 
 rootfs=$(mktemp -d /tmp/bookworm-rootfs.XXXXXX)
 trap 'rm -rf "$rootfs"' EXIT

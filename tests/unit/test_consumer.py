@@ -112,13 +112,22 @@ async def test_group_fan_out_reaches_every_connected_user_with_the_payload():
 
 
 @pytest.mark.asyncio
-async def test_a_disconnected_socket_leaves_the_group():
+async def test_one_group_member_per_process_whatever_the_number_of_sockets():
     from channels.layers import get_channel_layer
 
-    alice = communicator(User(username="alice"))
-    assert (await alice.connect())[0]
+    from tethysapp.dam_inventory import fanout
+
     layer = get_channel_layer()
-    members_before = set(layer.groups.get(events.GROUP, {}))
-    await alice.disconnect()
-    members_after = set(layer.groups.get(events.GROUP, {}))
-    assert len(members_before - members_after) == 1
+    members_before = set(layer.groups.get(events.GROUP, {}))  # other tests' (other loops')
+    comms = [communicator(User(username=f"user{i}")) for i in range(5)]
+    for comm in comms:
+        assert (await comm.connect())[0]
+    assert len(set(layer.groups.get(events.GROUP, {})) - members_before) == 1
+    local = fanout.for_this_loop()
+    assert len(local.sockets) == 5
+
+    await comms[0].disconnect()
+    assert len(local.sockets) == 4, "a disconnected socket must leave the process's fan-out"
+    for comm in comms[1:]:
+        await comm.disconnect()
+    assert not local.sockets

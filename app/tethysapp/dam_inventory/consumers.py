@@ -8,7 +8,6 @@ Refusals (documented in README.md):
     from a network drop and stop reconnecting.
 """
 
-import json
 from urllib.parse import urlsplit
 
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -16,7 +15,7 @@ from django.conf import settings
 from django.http.request import validate_host
 from tethys_sdk.routing import consumer
 
-from . import events
+from . import fanout as fanouts
 
 CLOSE_UNAUTHENTICATED = 4401
 # Relative to the app root; the page builds the full path from the app's reversed home URL.
@@ -56,7 +55,10 @@ def origin_allowed(scope):
 # it; connect() below refuses it explicitly with a documented code instead.
 @consumer(name="dam_notification", url=NOTIFICATIONS_URL, login_required=False)
 class NotificationsConsumer(AsyncWebsocketConsumer):
-    joined = False
+    # No channel of its own (an alias that names no layer): the process's Fanout is the group's
+    # member and writes every notification to this socket (fanout.py says why).
+    channel_layer_alias = None
+    fanout = None
 
     async def connect(self):
         if not origin_allowed(self.scope):
@@ -67,20 +69,21 @@ class NotificationsConsumer(AsyncWebsocketConsumer):
             await self.accept()
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
-        await self.channel_layer.group_add(events.GROUP, self.channel_name)
-        self.joined = True
+        fanout = fanouts.for_this_loop()
+        if not await fanout.ready():
+            await self.accept()
+            await self.close(code=fanouts.CLOSE_TRY_AGAIN_LATER)
+            return
         await self.accept()
+        fanout.attach(self)
+        self.fanout = fanout
 
     async def disconnect(self, close_code):
-        if self.joined:
-            await self.channel_layer.group_discard(events.GROUP, self.channel_name)
-            self.joined = False
+        if self.fanout is not None:
+            self.fanout.detach(self)
+            self.fanout = None
 
     async def receive(self, text_data=None, bytes_data=None):
         # Clients only listen; a "ping" gets a "pong" so they can probe a half-open socket.
         if text_data == "ping":
             await self.send(text_data="pong")
-
-    async def dam_notifications(self, event):
-        message = {k: v for k, v in event.items() if k != "type"}
-        await self.send(text_data=json.dumps(message))

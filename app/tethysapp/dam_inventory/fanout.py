@@ -1,0 +1,132 @@
+"""Per-process fan-out of the `notifications` group to this process's WebSockets.
+
+Why not one group member per socket (the tutorial's way)? With the Redis core layer a group_send
+to N members runs a Lua script that pushes N copies of the message, and every copy is then
+popped with its own Redis round trip and serialized to JSON once per socket: the cost grows
+with the number of sockets, in Redis and in every worker (1,000 sockets: p99 0.4 s, see
+docs/benchmarks.md). Here each worker process (each event loop) has ONE member of the group, a
+`Fanout`, which serializes a notification once and writes the same text to every local socket.
+A group_send then costs a few Redis operations whatever the number of sockets.
+
+Guarantees kept from the per-socket design:
+  * membership is re-added every REJOIN_SECONDS, so it never reaches the layer's group_expiry
+    and is restored if Redis lost it;
+  * when the layer fails (Redis stopped, killed, restarted) every local socket is closed with
+    1012 ("service restart"): its client reconnects and catches up from the last id it saw, so
+    nothing published around the outage is lost silently;
+  * a socket is accepted only while the process is a member of the group; a handshake that
+    cannot get there within JOIN_TIMEOUT is closed with 1013 ("try again later").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import weakref
+
+from channels.layers import get_channel_layer
+
+from . import events
+
+log = logging.getLogger(__name__)
+
+CLOSE_SERVICE_RESTART = 1012
+CLOSE_TRY_AGAIN_LATER = 1013
+JOIN_TIMEOUT = 5.0
+REJOIN_SECONDS = 300.0
+RETRY_MAX_SECONDS = 5.0
+
+# One Fanout per event loop: daphne runs one loop per process; tests may run several in turn.
+_by_loop: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def for_this_loop() -> "Fanout":
+    loop = asyncio.get_running_loop()
+    fanout = _by_loop.get(loop)
+    if fanout is None:
+        fanout = _by_loop[loop] = Fanout(get_channel_layer())
+    return fanout
+
+
+class Fanout:
+    def __init__(self, layer):
+        self.layer = layer
+        self.sockets: set = set()
+        self.member = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="dam-inventory-fanout")
+
+    async def ready(self) -> bool:
+        """Waits until this process is a member of the group; False after JOIN_TIMEOUT."""
+        try:
+            await asyncio.wait_for(self.member.wait(), JOIN_TIMEOUT)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
+    def attach(self, socket) -> None:
+        """Adds an accepted socket (a consumer with `send` and `close`). Synchronous, so a
+        consumer that calls it right after its accept misses no message in between."""
+        self.sockets.add(socket)
+
+    def detach(self, socket) -> None:
+        self.sockets.discard(socket)
+
+    async def _run(self) -> None:
+        retry = 0.5
+        while True:
+            try:
+                channel = await self.layer.new_channel()
+                await self.layer.group_add(events.GROUP, channel)
+                self.member.set()
+                retry = 0.5
+                await self._relay(channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # Redis gone: every local client must reconnect and catch up
+                was_member = self.member.is_set()
+                self.member.clear()
+                if was_member:
+                    log.warning("channel layer failed (%s: %s); closing %d sockets so their clients "
+                                "reconnect and catch up", type(exc).__name__, exc, len(self.sockets))
+                    await self._close_all(CLOSE_SERVICE_RESTART)
+                await asyncio.sleep(retry)
+                retry = min(retry * 2, RETRY_MAX_SECONDS)
+
+    async def _relay(self, channel: str) -> None:
+        """Receives the group's messages until the layer fails; re-adds the membership every
+        REJOIN_SECONDS while it waits."""
+        loop = asyncio.get_running_loop()
+        rejoin_at = loop.time() + REJOIN_SECONDS
+        receive = None
+        try:
+            while True:
+                receive = receive or asyncio.ensure_future(self.layer.receive(channel))
+                done, _ = await asyncio.wait({receive}, timeout=max(0.0, rejoin_at - loop.time()))
+                if not done:
+                    await self.layer.group_add(events.GROUP, channel)
+                    rejoin_at = loop.time() + REJOIN_SECONDS
+                    continue
+                message, receive = receive.result(), None
+                if message.get("type") == events.EVENT_TYPE:
+                    await self.deliver(message)
+        finally:
+            if receive is not None:
+                receive.cancel()
+
+    async def deliver(self, message: dict) -> None:
+        """Serializes `message` once and writes it to every local socket."""
+        text = json.dumps({k: v for k, v in message.items() if k != "type"})
+        for socket in list(self.sockets):
+            try:
+                await socket.send(text_data=text)
+            except Exception:  # a socket that is going away; its own disconnect detaches it
+                self.detach(socket)
+
+    async def _close_all(self, code: int) -> None:
+        sockets, self.sockets = list(self.sockets), set()
+        for socket in sockets:
+            try:
+                await socket.close(code=code)
+            except Exception:
+                pass

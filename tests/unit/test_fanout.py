@@ -1,0 +1,145 @@
+"""The per-process fan-out (fanout.py) against a scripted channel layer: pure logic, so a fake
+layer stands in for Redis and its failures. The real layer is covered by the consumer tests
+(in-memory layer) and by tests/e2e and tests/faults (Redis 5 in the stack)."""
+
+import asyncio
+import json
+
+import pytest
+
+from tethysapp.dam_inventory import events, fanout
+
+
+class ScriptedLayer:
+    """A channel layer whose receive() returns queued messages, or raises when `down`."""
+
+    def __init__(self):
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self.down = False
+        self.adds = 0
+
+    async def new_channel(self):
+        return "specific.test!1"
+
+    async def group_add(self, group, channel):
+        if self.down:
+            raise ConnectionError("Redis is down")
+        assert group == events.GROUP
+        self.adds += 1
+
+    async def receive(self, channel):
+        item = await self.queue.get()
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+
+class FakeSocket:
+    def __init__(self, fail=False):
+        self.sent: list[str] = []
+        self.closed_with = None
+        self.fail = fail
+
+    async def send(self, text_data):
+        if self.fail:
+            raise RuntimeError("socket already gone")
+        self.sent.append(text_data)
+
+    async def close(self, code):
+        self.closed_with = code
+
+
+async def wait_for(predicate, timeout=3.0):
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+def layer():
+    return ScriptedLayer()
+
+
+@pytest.mark.asyncio
+async def test_one_message_reaches_every_socket_serialized_once(layer):
+    fan = fanout.Fanout(layer)
+    assert await fan.ready()
+    sockets = [FakeSocket() for _ in range(50)]
+    for s in sockets:
+        fan.attach(s)
+    await layer.queue.put({"type": events.EVENT_TYPE, **events.dam_added({"id": 1, "name": "A"})})
+    await wait_for(lambda: all(s.sent for s in sockets))
+    texts = {s.sent[0] for s in sockets}
+    assert len(texts) == 1
+    assert json.loads(texts.pop()) == {"event": "dam_added", "message": "New Dam", "dam": {"id": 1, "name": "A"}}
+    fan._task.cancel()
+
+
+@pytest.mark.asyncio
+async def test_a_failing_socket_is_dropped_and_the_others_still_receive(layer):
+    fan = fanout.Fanout(layer)
+    assert await fan.ready()
+    good, bad = FakeSocket(), FakeSocket(fail=True)
+    fan.attach(bad)
+    fan.attach(good)
+    await layer.queue.put({"type": events.EVENT_TYPE, "event": "dam_added"})
+    await wait_for(lambda: good.sent)
+    assert bad not in fan.sockets and good in fan.sockets
+    fan._task.cancel()
+
+
+@pytest.mark.asyncio
+async def test_other_message_types_are_not_relayed(layer):
+    fan = fanout.Fanout(layer)
+    assert await fan.ready()
+    s = FakeSocket()
+    fan.attach(s)
+    await layer.queue.put({"type": "something.else", "x": 1})
+    await layer.queue.put({"type": events.EVENT_TYPE, "event": "dam_deleted"})
+    await wait_for(lambda: s.sent)
+    assert [json.loads(t)["event"] for t in s.sent] == ["dam_deleted"]
+    fan._task.cancel()
+
+
+@pytest.mark.asyncio
+async def test_layer_failure_closes_sockets_with_1012_then_rejoins(layer):
+    fan = fanout.Fanout(layer)
+    assert await fan.ready()
+    sockets = [FakeSocket() for _ in range(3)]
+    for s in sockets:
+        fan.attach(s)
+    layer.down = True
+    await layer.queue.put(ConnectionError("connection reset by peer"))
+    await wait_for(lambda: all(s.closed_with for s in sockets))
+    assert {s.closed_with for s in sockets} == {fanout.CLOSE_SERVICE_RESTART}
+    assert not fan.sockets and not fan.member.is_set()
+
+    layer.down = False  # Redis is back: the process joins the group again by itself
+    await wait_for(fan.member.is_set)
+    assert layer.adds == 2
+    fan._task.cancel()
+
+
+@pytest.mark.asyncio
+async def test_not_ready_while_the_layer_is_down(layer, monkeypatch):
+    monkeypatch.setattr(fanout, "JOIN_TIMEOUT", 0.2)
+    layer.down = True
+    fan = fanout.Fanout(layer)
+    assert not await fan.ready()
+    layer.down = False
+    await wait_for(fan.member.is_set)
+    assert await fan.ready()
+    fan._task.cancel()
+
+
+@pytest.mark.asyncio
+async def test_membership_is_refreshed_while_idle(layer, monkeypatch):
+    monkeypatch.setattr(fanout, "REJOIN_SECONDS", 0.05)
+    fan = fanout.Fanout(layer)
+    assert await fan.ready()
+    await wait_for(lambda: layer.adds >= 3)
+    s = FakeSocket()
+    fan.attach(s)
+    await layer.queue.put({"type": events.EVENT_TYPE, "event": "dam_added"})
+    await wait_for(lambda: s.sent)  # the pending receive survived the refreshes
+    fan._task.cancel()

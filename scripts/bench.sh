@@ -28,15 +28,21 @@ BENCH_CLIENTS=${BENCH_CLIENTS:-100,1000,5000}
 BENCH_CONFIGS=${BENCH_CONFIGS:-ours ref}
 MAX_CLIENTS=$(tr ',' '\n' <<<"$BENCH_CLIENTS" | sort -n | tail -n1)
 
-raise_fd_limit() {
-  # One descriptor per client plus the senders' and Python's own: refuse early rather than
-  # measuring EMFILE errors as lost deliveries.
-  local want=$(( MAX_CLIENTS + 1024 )) hard
-  hard=$(ulimit -Hn)
-  [[ $hard == unlimited ]] || (( hard >= want )) ||
-    die "ulimit -n hard limit is $hard, the benchmark needs $want for $MAX_CLIENTS clients: raise it (e.g. in /etc/security/limits.conf) or lower BENCH_CLIENTS"
-  ulimit -n "$want"
-  log "file descriptor limit raised to $(ulimit -n)"
+# The load generator: fanout.py in a container of the web image (it has Python and requests;
+# websockets comes from a pip --target dir), on the stack's external network and in the web
+# container's pid namespace. No docker-proxy in the path, and the load stays between the
+# stack's own containers.
+LOADGEN_LIB=$OUT/loadgen-lib
+
+loadgen_lib() {
+  local pin
+  pin=$(grep -E '^websockets==' "$REPO_ROOT/requirements/dev.txt" | cut -d' ' -f1)
+  [[ -f $LOADGEN_LIB/.pin && $(<"$LOADGEN_LIB/.pin") == "$pin" ]] && return 0
+  log "installing $pin for the load generator into ${LOADGEN_LIB#"$REPO_ROOT"/}"
+  rm -rf "$LOADGEN_LIB"
+  "$PY" -m pip install --quiet --target "$LOADGEN_LIB" --only-binary=:all: "$pin" ||
+    die "pip could not fetch $pin: check the network to PyPI"
+  echo "$pin" >"$LOADGEN_LIB/.pin"
 }
 
 warn_if_busy() {
@@ -64,9 +70,10 @@ write_env() {
   if [[ $cfg == ref ]]; then asgi=1
   else asgi=${BENCH_OURS_ASGI_PROCESSES:-$(env_file_get "$REPO_ROOT/env/web.env.example" ASGI_PROCESSES)}
   fi
-  # Every dam of the run must be accepted: no inventory limit.
+  # Every dam of the run must be accepted: no inventory limit. The load generator reaches the
+  # portal as web:8080 on the stack's network, so `web` is an allowed host (and origin).
   ENV_DIR=build/bench/$cfg/env WEB_PORT=$(config_port "$cfg") ASGI_PROCESSES=$asgi \
-    DAM_INVENTORY_MAX_DAMS='' "$REPO_ROOT/scripts/gen-env.sh"
+    ALLOWED_HOSTS=localhost,127.0.0.1,web DAM_INVENTORY_MAX_DAMS='' "$REPO_ROOT/scripts/gen-env.sh"
   if [[ $cfg == ref ]]; then
     # The docs' value, and channels_redis' own defaults instead of the image's.
     cat >>"$dir/web.env" <<'EOF'
@@ -125,13 +132,27 @@ start_and_time() {
 }
 
 run_fanout() {
-  local cfg=$1
-  "$PY" "$REPO_ROOT/tests/bench/fanout.py" \
-    --url "http://127.0.0.1:$(config_port "$cfg")" --project "dam-inventory-bench-$cfg" \
-    --env-dir "$OUT/$cfg/env" --label "$cfg" --clients "$BENCH_CLIENTS" \
+  local cfg=$1 web nofile
+  web=$(docker ps -q --filter "label=com.docker.compose.project=dam-inventory-bench-$cfg" \
+          --filter label=com.docker.compose.service=web | head -n1)
+  [[ -n $web ]] || die "$cfg: no running web container"
+  # One descriptor per client, plus the senders' and Python's own.
+  nofile=$(( MAX_CLIENTS + 1024 ))
+  # The admin password goes in the environment: the secrets dir is root's only (mode 700).
+  PORTAL_SUPERUSER_PASSWORD=$(<"$OUT/$cfg/env/secrets/portal_superuser_password") \
+  docker run --rm --name "dam-inventory-bench-$cfg-loadgen" \
+    --network "dam-inventory-bench-${cfg}_external" --pid "container:$web" \
+    --ulimit "nofile=$nofile:$nofile" --cap-drop ALL --security-opt no-new-privileges \
+    -e PORTAL_SUPERUSER_PASSWORD -e PYTHONPATH=/bench/lib -e PYTHONDONTWRITEBYTECODE=1 \
+    -v "$REPO_ROOT/tests:/bench/tests:ro" -v "$LOADGEN_LIB:/bench/lib:ro" \
+    -v "$OUT/$cfg/env/web.env:/bench/env/web.env:ro" \
+    --entrypoint /opt/tethys-venv/bin/python "$WEB_IMAGE" \
+    /bench/tests/bench/fanout.py --url http://web:8080 --project - --env-dir /bench/env \
+    --label "$cfg" --clients "$BENCH_CLIENTS" \
     --dams "${BENCH_DAMS:-20}" --rate "${BENCH_RATE:-2}" \
     --burst-clients "${BENCH_BURST_CLIENTS:-100}" --burst-rate "${BENCH_BURST_RATE:-50}" \
-    --burst-seconds "${BENCH_BURST_SECONDS:-30}" --out "$OUT/$cfg/fanout.json"
+    --burst-seconds "${BENCH_BURST_SECONDS:-30}" --out - >"$OUT/$cfg/fanout.json" ||
+    die "$cfg: the load generator failed (its log is above)"
 }
 
 # Interrupted or failed: do not leave bench stacks (and their 5,000 sockets) behind.
@@ -148,8 +169,8 @@ main() {
   need_docker
   cd "$REPO_ROOT"
   PY=$("$REPO_ROOT/scripts/venv.sh")/python
-  raise_fd_limit
   warn_if_busy
+  loadgen_lib
   mkdir -p "$OUT"
   # Build (or check) the images first, so the first-start time below is the start alone.
   "$REPO_ROOT/scripts/images.sh"

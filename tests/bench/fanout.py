@@ -1,14 +1,19 @@
 """Fan-out benchmark client: N WebSocket clients on a running stack, dams added at a steady rate,
 latency of every (dam, client) delivery.
 
-    fanout.py --url http://127.0.0.1:18090 --project dam-inventory-bench \
-              --env-dir build/bench/ours --label ours --clients 100,1000,5000 \
-              --out build/bench/ours.json
+scripts/bench.sh runs it in a load-generator container on the stack's `external` network, in the
+web container's pid namespace (to read the workers' memory), so the load goes between the
+stack's own containers and no docker-proxy sits in the path (the host's docker-proxy for the
+published port died at ~3,300 sockets, docs/benchmarks.md):
+
+    fanout.py --url http://web:8080 --project - --env-dir /bench/env --label ours \
+              --clients 100,1000,5000 --out -
+
+It also runs on the host against the published port (--project <compose project>).
 
 Latency of one delivery = arrival of the notification at the client - start of the Add Dam POST
-that caused it (what a user waiting on another screen sees), on one monotonic clock. All load
-goes to 127.0.0.1; every phase is bounded in count and time. Needs `ulimit -n` above the client
-count (scripts/bench.sh raises it).
+that caused it (what a user waiting on another screen sees), on one monotonic clock. Every phase
+is bounded in count and time. Needs `ulimit -n` above the client count.
 """
 from __future__ import annotations
 
@@ -29,6 +34,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import stackclient as sc  # noqa: E402
 
 
+# --project value meaning "this process shares the web container's pid namespace".
+IN_WEB_PID_NAMESPACE = "-"
+
+
 def log(msg: str) -> None:
     print(f"[bench] {time.strftime('%H:%M:%S')} {msg}", file=sys.stderr, flush=True)
 
@@ -44,11 +53,27 @@ def percentile(values: list[float], p: float) -> float | None:
 # ------------------------------------------------------------------------- memory
 
 
+def web_processes(project: str) -> list[tuple[int, str]]:
+    """(pid, command line) of the web container's processes. In the load-generator container
+    (scripts/bench.sh runs it in web's pid namespace) they are this container's own /proc;
+    on the host, `docker top`."""
+    if project == IN_WEB_PID_NAMESPACE:
+        procs = []
+        for entry in Path("/proc").iterdir():
+            try:
+                if entry.name.isdigit():
+                    args = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+                    procs.append((int(entry.name), args))
+            except OSError:
+                pass
+        return procs
+    return sc.container_processes(sc.container_id(project, "web", running_only=True))
+
+
 def process_rss(project: str) -> dict[str, int]:
     """KiB of resident memory: all daphne workers together, and nginx (master + worker)."""
-    web = sc.container_id(project, "web", running_only=True)
     daphne = nginx = 0
-    for pid, args in sc.container_processes(web):
+    for pid, args in web_processes(project):
         try:
             if "daphne" in args and not args.startswith(("sh ", "/bin/sh ")):
                 daphne += sc.rss_kib(pid)
@@ -248,7 +273,8 @@ def ms(seconds: float | None) -> float | None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--url", required=True)
-    ap.add_argument("--project", required=True)
+    ap.add_argument("--project", required=True,
+                    help=f"compose project of the stack, or {IN_WEB_PID_NAMESPACE!r} when run in its web container's pid namespace")
     ap.add_argument("--env-dir", required=True)
     ap.add_argument("--label", required=True)
     ap.add_argument("--clients", default="100,1000,5000", help="comma-separated client counts")
@@ -259,7 +285,7 @@ def main() -> int:
     ap.add_argument("--burst-seconds", type=float, default=30.0)
     ap.add_argument("--drain", type=float, default=15.0, help="seconds to wait for late deliveries")
     ap.add_argument("--connect-budget", type=float, default=180.0)
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--out", required=True, help="results JSON file, or - for stdout")
     args = ap.parse_args()
 
     settings = sc.StackSettings(args.project, Path(args.env_dir).resolve(), args.url.rstrip("/"))
@@ -277,6 +303,9 @@ def main() -> int:
         results["burst"] = asyncio.run(measure(
             portal, args.project, args.burst_clients, int(args.burst_rate * args.burst_seconds),
             args.burst_rate, args.drain, args.connect_budget, args.label + " burst"))
+    if args.out == "-":
+        print(json.dumps(results, indent=2))
+        return 0
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2))
     log(f"results written to {args.out}")

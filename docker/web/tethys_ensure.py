@@ -220,14 +220,21 @@ def step_persistent_service(args):
     return report(True, f"updated {', '.join(differs)} of persistent store service {args.name}")
 
 
-def step_link_persistent(args):
-    django_setup()
-    from tethys_services.models import PostgresPersistentStoreService
-
+def persistent_store_setting(args):
+    """The app's persistent store database setting named by --setting (a clear error if the app
+    declares none of that name)."""
     app = get_app(args.app)
     setting = app.persistent_store_database_settings.filter(name=args.setting).first()
     if setting is None:
         raise StepError(f"app '{args.app}' declares no persistent store database setting '{args.setting}'")
+    return setting
+
+
+def step_link_persistent(args):
+    django_setup()
+    from tethys_services.models import PostgresPersistentStoreService
+
+    setting = persistent_store_setting(args)
     service = PostgresPersistentStoreService.objects.get(name=args.service)
     if setting.persistent_store_service == service:
         return report(False, f"{args.app}:{args.setting} linked to {args.service}")
@@ -238,10 +245,7 @@ def step_link_persistent(args):
 
 def step_syncstores(args):
     django_setup()
-    app = get_app(args.app)
-    setting = app.persistent_store_database_settings.filter(name=args.setting).first()
-    if setting is None:
-        raise StepError(f"app '{args.app}' declares no persistent store database setting '{args.setting}'")
+    setting = persistent_store_setting(args)
     if setting.initialized and setting.persistent_store_database_exists():
         return report(False, f"database of {args.app}:{args.setting} exists and is initialized")
     setting.create_persistent_store_database()

@@ -120,6 +120,7 @@ def editor_client(client, editor):
 
 @pytest.fixture
 def set_max_dams(db):
+    from tethysapp.dam_inventory import controllers
     from tethysapp.dam_inventory.app import App
 
     from tethys_apps.models import TethysApp
@@ -134,9 +135,11 @@ def set_max_dams(db):
             _clear()  # "unset": what an admin gets by emptying the field
         else:
             App.set_custom_setting("max_dams", value)
+        controllers.forget_settings()  # the app caches it for SETTINGS_TTL_SECONDS
 
     yield _set
     _clear()
+    controllers.forget_settings()
 
 
 class GroupListener:

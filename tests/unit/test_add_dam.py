@@ -162,6 +162,24 @@ def test_max_dams_zero_means_full_and_unset_means_unlimited(editor_client, store
     assert count(store_engine) == 3
 
 
+def test_an_admin_change_of_max_dams_takes_effect_within_the_settings_ttl(
+    editor_client, store_engine, set_max_dams, monkeypatch
+):
+    import time
+
+    from tethysapp.dam_inventory import controllers
+    from tethysapp.dam_inventory.app import App
+
+    monkeypatch.setattr(controllers, "SETTINGS_TTL_SECONDS", 0.3)
+    set_max_dams(1)
+    assert editor_client.post(ADD, dam_form(name="First")).status_code == 302
+    App.set_custom_setting("max_dams", 2)  # as the admin pages do: the app is not told
+    assert editor_client.post(ADD, dam_form(name="Cached")).status_code == 409  # still 1
+    time.sleep(0.35)
+    assert editor_client.post(ADD, dam_form(name="Second")).status_code == 302
+    assert count(store_engine) == 2
+
+
 def test_a_failure_inside_the_transaction_saves_nothing_and_sends_nothing(
     editor_client, store_engine, listener, monkeypatch, django_capture_on_commit_callbacks
 ):

@@ -5,6 +5,7 @@ import contextlib
 import functools
 import logging
 import threading
+import time
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
@@ -33,10 +34,36 @@ class StoreUnavailable(Exception):
     pass
 
 
+# The app's settings (store URL, max_dams) live in the portal database behind several queries
+# each (12 ms for max_dams alone, about half the server time of an add). They are read at most
+# once per SETTINGS_TTL_SECONDS per process: an admin's change takes effect within that time.
+SETTINGS_TTL_SECONDS = 5.0
+_settings_cache = {}
+_settings_lock = threading.Lock()
+
+
+def _app_setting(name, read):
+    now = time.monotonic()
+    with _settings_lock:
+        hit = _settings_cache.get(name)
+        if hit is not None and now - hit[0] < SETTINGS_TTL_SECONDS:
+            return hit[1]
+    value = read()  # outside the lock: a slow or failing read must not block the others
+    with _settings_lock:
+        _settings_cache[name] = (now, value)
+    return value
+
+
+def forget_settings():
+    """Drops the cached settings (tests, and whoever just changed one)."""
+    with _settings_lock:
+        _settings_cache.clear()
+
+
 def _sessionmaker():
     """One engine (and connection pool) per store URL for the process: Tethys' own accessor
     builds a new engine, i.e. a new pool, on every call."""
-    url = App.get_persistent_store_database("primary_db", as_url=True)
+    url = _app_setting("primary_db", lambda: App.get_persistent_store_database("primary_db", as_url=True))
     if url is None:  # setting not linked: Tethys logs it and returns None
         raise StoreUnavailable("persistent store primary_db is not linked")
     key = str(url)
@@ -57,7 +84,7 @@ def store_session():
 
 
 def _max_dams():
-    value = App.get_custom_setting("max_dams")
+    value = _app_setting("max_dams", lambda: App.get_custom_setting("max_dams"))
     return value if isinstance(value, int) and value >= 0 else None
 
 

@@ -143,3 +143,28 @@ async def test_membership_is_refreshed_while_idle(layer, monkeypatch):
     await layer.queue.put({"type": events.EVENT_TYPE, "event": "dam_added"})
     await wait_for(lambda: s.sent)  # the pending receive survived the refreshes
     fan._task.cancel()
+
+
+@pytest.mark.asyncio
+async def test_a_large_fan_out_yields_to_the_event_loop_and_misses_no_socket(layer):
+    fan = fanout.Fanout(layer)
+    assert await fan.ready()
+    sockets = [FakeSocket() for _ in range(fanout.YIELD_EVERY * 4 + 3)]
+    for s in sockets:
+        fan.attach(s)
+    ticks = 0
+
+    async def ticker():  # runs only when deliver() gives the loop back
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    tick_task = asyncio.create_task(ticker())
+    await asyncio.sleep(0)
+    before = ticks
+    await fan.deliver({"type": events.EVENT_TYPE, "event": "dam_added"})
+    tick_task.cancel()
+    assert all(len(s.sent) == 1 for s in sockets)
+    assert ticks - before >= 4, "deliver() kept the event loop for the whole fan-out"
+    fan._task.cancel()

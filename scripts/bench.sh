@@ -28,23 +28,6 @@ BENCH_CLIENTS=${BENCH_CLIENTS:-100,1000,5000}
 BENCH_CONFIGS=${BENCH_CONFIGS:-ours ref}
 MAX_CLIENTS=$(tr ',' '\n' <<<"$BENCH_CLIENTS" | sort -n | tail -n1)
 
-# The load generator: fanout.py in a container of the web image (it has Python and requests;
-# websockets comes from a pip --target dir), on the stack's external network and in the web
-# container's pid namespace. No docker-proxy in the path, and the load stays between the
-# stack's own containers.
-LOADGEN_LIB=$OUT/loadgen-lib
-
-loadgen_lib() {
-  local pin
-  pin=$(grep -E '^websockets==' "$REPO_ROOT/requirements/dev.txt" | cut -d' ' -f1)
-  [[ -f $LOADGEN_LIB/.pin && $(<"$LOADGEN_LIB/.pin") == "$pin" ]] && return 0
-  log "installing $pin for the load generator into ${LOADGEN_LIB#"$REPO_ROOT"/}"
-  rm -rf "$LOADGEN_LIB"
-  "$PY" -m pip install --quiet --target "$LOADGEN_LIB" --only-binary=:all: "$pin" ||
-    die "pip could not fetch $pin: check the network to PyPI"
-  echo "$pin" >"$LOADGEN_LIB/.pin"
-}
-
 warn_if_busy() {
   local load
   load=$(cut -d' ' -f1 /proc/loadavg)
@@ -131,6 +114,10 @@ start_and_time() {
   printf '{"first_start_s": %s, "restart_s": %s}\n' "$first" "$restart" >"$OUT/$cfg/startup.json"
 }
 
+# The load generator: fanout.py in a container of the web image (its Python has requests; the
+# WebSocket client is tests/bench/rawws.py, stdlib only), on the stack's external network and
+# in the web container's pid namespace (to read the workers' memory). No docker-proxy in the
+# path, and the load stays between the stack's own containers.
 run_fanout() {
   local cfg=$1 web nofile
   web=$(docker ps -q --filter "label=com.docker.compose.project=dam-inventory-bench-$cfg" \
@@ -138,16 +125,16 @@ run_fanout() {
   [[ -n $web ]] || die "$cfg: no running web container"
   # One descriptor per client, plus the senders' and Python's own.
   nofile=$(( MAX_CLIENTS + 1024 ))
-  # The admin password goes in the environment: the secrets dir is root's only (mode 700).
+  # The admin login goes in the environment: the env files are root's only.
+  PORTAL_SUPERUSER_NAME=$(env_file_get "$OUT/$cfg/env/web.env" PORTAL_SUPERUSER_NAME) \
   PORTAL_SUPERUSER_PASSWORD=$(<"$OUT/$cfg/env/secrets/portal_superuser_password") \
   docker run --rm --name "dam-inventory-bench-$cfg-loadgen" \
     --network "dam-inventory-bench-${cfg}_external" --pid "container:$web" \
     --ulimit "nofile=$nofile:$nofile" --cap-drop ALL --security-opt no-new-privileges \
-    -e PORTAL_SUPERUSER_PASSWORD -e PYTHONPATH=/bench/lib -e PYTHONDONTWRITEBYTECODE=1 \
-    -v "$REPO_ROOT/tests:/bench/tests:ro" -v "$LOADGEN_LIB:/bench/lib:ro" \
-    -v "$OUT/$cfg/env/web.env:/bench/env/web.env:ro" \
+    -e PORTAL_SUPERUSER_NAME -e PORTAL_SUPERUSER_PASSWORD -e PYTHONDONTWRITEBYTECODE=1 \
+    -v "$REPO_ROOT/tests:/bench/tests:ro" \
     --entrypoint /opt/tethys-venv/bin/python "$WEB_IMAGE" \
-    /bench/tests/bench/fanout.py --url http://web:8080 --project - --env-dir /bench/env \
+    /bench/tests/bench/fanout.py --url http://web:8080 --project - \
     --label "$cfg" --clients "$BENCH_CLIENTS" \
     --dams "${BENCH_DAMS:-20}" --rate "${BENCH_RATE:-2}" \
     --burst-clients "${BENCH_BURST_CLIENTS:-100}" --burst-rate "${BENCH_BURST_RATE:-50}" \
@@ -170,7 +157,6 @@ main() {
   cd "$REPO_ROOT"
   PY=$("$REPO_ROOT/scripts/venv.sh")/python
   warn_if_busy
-  loadgen_lib
   mkdir -p "$OUT"
   # Build (or check) the images first, so the first-start time below is the start alone.
   "$REPO_ROOT/scripts/images.sh"

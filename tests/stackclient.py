@@ -96,7 +96,10 @@ def env_secret(env: dict[str, str], name: str, env_dir: Path | None = None) -> s
 
 
 def admin_credentials(settings: StackSettings) -> tuple[str, str]:
-    """The portal admin of the stack, from its generated web.env (never committed)."""
+    """The portal admin of the stack: PORTAL_SUPERUSER_NAME and _PASSWORD from the environment
+    when both are set, otherwise from its generated web.env (never committed)."""
+    if os.environ.get("PORTAL_SUPERUSER_NAME") and os.environ.get("PORTAL_SUPERUSER_PASSWORD"):
+        return os.environ["PORTAL_SUPERUSER_NAME"], os.environ["PORTAL_SUPERUSER_PASSWORD"]
     env = read_env_file(settings.env_dir / "web.env")
     user = os.environ.get("PORTAL_SUPERUSER_NAME") or env.get("PORTAL_SUPERUSER_NAME") or "admin"
     password = os.environ.get("PORTAL_SUPERUSER_PASSWORD") or env_secret(env, "PORTAL_SUPERUSER_PASSWORD", settings.env_dir)

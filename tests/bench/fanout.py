@@ -6,7 +6,7 @@ web container's pid namespace (to read the workers' memory), so the load goes be
 stack's own containers and no docker-proxy sits in the path (the host's docker-proxy for the
 published port died at ~3,300 sockets, docs/benchmarks.md):
 
-    fanout.py --url http://web:8080 --project - --env-dir /bench/env --label ours \
+    fanout.py --url http://web:8080 --project - --label ours \
               --clients 100,1000,5000 --out -
 
 It also runs on the host against the published port (--project <compose project>).
@@ -22,16 +22,20 @@ import asyncio
 import concurrent.futures
 import json
 import math
+import multiprocessing
 import os
 import random
 import statistics
 import sys
+import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import stackclient as sc  # noqa: E402
+
+import rawws  # noqa: E402  (tests/bench/, beside this file)
 
 
 # --project value meaning "this process shares the web container's pid namespace".
@@ -87,32 +91,44 @@ def process_rss(project: str) -> dict[str, int]:
 # ------------------------------------------------------------------------- the run
 
 
-class Run:
-    def __init__(self, portal: sc.Portal, run_id: str):
-        self.portal = portal
-        self.run_id = run_id
-        self.sent: dict[str, float] = {}  # dam name -> monotonic time the POST started
-        self.latencies: dict[str, list[float]] = {}  # dam name -> seconds, one per delivery
+# ------------------------------------------------------------------------- receivers
+# The clients are rawws.py's minimal ones (a library client's per-frame cost was counted as the
+# stack's latency: rawws.py says why), in RECEIVER processes (--client-procs). Arrival times are time.monotonic(), CLOCK_MONOTONIC, one clock for every process of the
+# machine, so the parent subtracts its own POST start times from them.
+
+
+class Receiver:
+    """`n` WebSocket clients in this process; records the arrival of every run dam."""
+
+    def __init__(self, url: str, headers: dict, origin: str, run_id: str):
+        self.url, self.headers, self.origin, self.run_id = url, headers, origin, run_id
+        self.run_id_bytes = run_id.encode()
+        self.arrivals: dict[str, list[float]] = {}  # dam name -> arrival times, one per client
         self.unknown = 0
         self.dropped = 0  # clients whose socket closed during the measurement
         self.workers: dict[str, int] = {}
         self.refusals: list[str] = []  # every refused handshake, retried or not
-        self.send_deadline = float("inf")  # adds not started by then are not sent (bounded run)
+        self.opened: list = []  # None per open client, the last error per client that gave up
+        self.stop = asyncio.Event()
 
-    async def client(self, ready: asyncio.Semaphore, opened: list, stop: asyncio.Event, give_up: float):
+    def on_text(self, payload: bytes, now: float):
+        # Cheap path first: only this run's dams carry the run id; parse those only.
+        if self.run_id_bytes not in payload:
+            return
+        dam = sc.dam_from_event(json.loads(payload))
+        if not dam or self.run_id not in str(dam.get("name")):
+            self.unknown += 1
+            return
+        self.arrivals.setdefault(dam["name"], []).append(now)
+
+    async def client(self, ready: asyncio.Semaphore, give_up: float):
         """One client. A refused handshake is retried like the JS client does (1 s doubling,
         half jitter) until `give_up` (monotonic); each refusal is counted."""
-        from websockets.asyncio.client import connect
-
-        url = self.portal.base_url.replace("http", "ws", 1) + sc.WS_PATH
         attempt = 0
         while True:
             try:
                 async with ready:
-                    ws = await connect(url, additional_headers=sc.ws_headers(self.portal),
-                                       origin=sc.ws_origin(self.portal), proxy=None, compression=None,
-                                       ping_interval=None, open_timeout=60, close_timeout=2,
-                                       max_queue=None)
+                    ws, headers = await rawws.connect(self.url, self.headers, self.origin, self.on_text)
                 break
             except Exception as exc:  # counted, not fatal: the delivery ratio shows it
                 self.refusals.append(f"{type(exc).__name__}: {exc}"[:120])
@@ -120,137 +136,177 @@ class Run:
                 attempt += 1
                 pause = base / 2 + random.random() * base / 2
                 if time.monotonic() + pause > give_up:
-                    opened.append(self.refusals[-1])
+                    self.opened.append(self.refusals[-1])
                     return
                 await asyncio.sleep(pause)
-        worker = ws.response.headers.get(sc.WORKER_HEADER, "?")
+        worker = headers.get(sc.WORKER_HEADER.lower(), "?")
         self.workers[worker] = self.workers.get(worker, 0) + 1
-        opened.append(None)
+        self.opened.append(None)
         try:
-            async for raw in ws:
-                now = time.monotonic()
-                # Cheap path first: only this run's dams carry the run id; parse those only.
-                if self.run_id not in raw:
-                    continue
-                dam = sc.dam_from_event(json.loads(raw))
-                lat = self.latencies.get(dam.get("name")) if dam else None
-                if lat is None:
-                    self.unknown += 1
-                    continue
-                lat.append(now - self.sent[dam["name"]])
-        except Exception:
+            await asyncio.shield(ws.closed)
+        except asyncio.CancelledError:
             pass
         finally:
-            if not stop.is_set():
+            if not self.stop.is_set():
                 self.dropped += 1
-            await ws.close()
+            ws.close()
 
-    def add(self, session, name: str) -> tuple[str, int, float]:
-        t0 = time.monotonic()
-        if t0 > self.send_deadline:
-            return name, 0, 0.0
-        self.sent[name] = t0
-        self.latencies[name] = []
-        try:
-            resp = session.post(sc.ADD_PATH, sc.dam_form(name))
-            return name, resp.status_code, time.monotonic() - t0
-        except Exception as exc:
-            return name, -1, time.monotonic() - t0
+    async def run(self, conn, n: int, give_up: float, concurrency: int):
+        ready = asyncio.Semaphore(concurrency)
+        tasks = [asyncio.create_task(self.client(ready, give_up)) for _ in range(n)]
+        while len(self.opened) < n and time.monotonic() < give_up:
+            await asyncio.sleep(0.2)
+        failures = [e for e in self.opened if e]
+        connected = len(self.opened) - len(failures)
+        conn.send({"connected": connected, "failures": failures, "workers": self.workers,
+                   "refusals": self.refusals})
+        # Then: wait for the parent's list of accepted dams, and for their deliveries.
+        names, deadline = await asyncio.get_running_loop().run_in_executor(None, conn.recv)
+        while time.monotonic() < deadline:
+            if all(len(self.arrivals.get(name, ())) >= connected - self.dropped for name in names):
+                break
+            await asyncio.sleep(0.1)
+        self.stop.set()
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        conn.send({"arrivals": {name: self.arrivals.get(name, []) for name in names},
+                   "dropped": self.dropped, "unknown": self.unknown})
 
 
-async def measure(portal: sc.Portal, project: str, n_clients: int, n_dams: int, rate: float,
-                  drain: float, connect_budget: float, label: str) -> dict:
-    run_id = f"b{os.getpid()}x{int(time.time()) % 100000}n{n_clients}r{int(rate)}"
-    run = Run(portal, run_id)
-    stop = asyncio.Event()
-    opened: list = []
-    mem_before = process_rss(project)
-    ready = asyncio.Semaphore(int(os.environ.get("BENCH_CONNECT_CONCURRENCY", "50")))
+def receiver_process(conn, url, headers, origin, run_id, n, give_up, concurrency):
+    asyncio.run(Receiver(url, headers, origin, run_id).run(conn, n, give_up, concurrency))
 
-    log(f"{label}: opening {n_clients} WebSocket clients")
-    t_connect = time.monotonic()
-    give_up = t_connect + connect_budget
-    tasks = [asyncio.create_task(run.client(ready, opened, stop, give_up)) for _ in range(n_clients)]
-    while len(opened) < n_clients and time.monotonic() - t_connect < connect_budget:
-        await asyncio.sleep(0.2)
-    connect_s = time.monotonic() - t_connect
-    failures = [e for e in opened if e]
-    connected = len(opened) - len(failures)
-    log(f"{label}: {connected}/{n_clients} connected in {connect_s:.1f}s on workers {run.workers}; "
-        f"{len(failures)} gave up, {len(run.refusals)} handshakes refused {run.refusals[:1]}")
-    await asyncio.sleep(2)  # let every handshake finish its group_add
-    mem_after = process_rss(project)
 
-    # Senders: one requests session per thread (cookies copied), paced to the steady rate.
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=int(min(64, max(4, rate * 2))))
-    sessions: dict[int, sc.Portal] = {}
+# ------------------------------------------------------------------------- the run
 
-    def session_for_thread() -> sc.Portal:
-        import threading
 
-        key = threading.get_ident()
-        if key not in sessions:
-            p = sc.Portal(portal.base_url)
-            p.http.cookies.update(portal.http.cookies)
-            sessions[key] = p
-        return sessions[key]
+def add(session: sc.Portal, name: str, not_after: float) -> tuple[str, int, float, float]:
+    """(name, HTTP status or 0 = not sent or -1 = error, POST start, POST seconds)."""
+    t0 = time.monotonic()
+    if t0 > not_after:
+        return name, 0, t0, 0.0
+    try:
+        resp = session.post(sc.ADD_PATH, sc.dam_form(name))
+        return name, resp.status_code, t0, time.monotonic() - t0
+    except Exception:
+        return name, -1, t0, time.monotonic() - t0
 
-    loop = asyncio.get_running_loop()
-    log(f"{label}: adding {n_dams} dams at {rate}/s to {connected} clients")
-    futures = []
+
+def send_adds(portal: sc.Portal, run_id: str, n_dams: int, rate: float) -> list[tuple]:
+    """n_dams Add Dam posts started at `rate` per second from a thread pool (one requests
+    session per thread), so a slow answer does not delay the next start."""
+    sessions = threading.local()
+
+    def session() -> sc.Portal:
+        if not hasattr(sessions, "portal"):
+            sessions.portal = sc.Portal(portal.base_url)
+            sessions.portal.http.cookies.update(portal.http.cookies)
+        return sessions.portal
+
     t_start = time.monotonic()
     # Bounded: an add the server has not started within 3x the planned time is not sent.
-    run.send_deadline = t_start + 3 * n_dams / rate + 10
-    for i in range(n_dams):
-        delay = t_start + i / rate - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        name = f"{run_id}-{i:05d}"
-        futures.append(loop.run_in_executor(pool, lambda n=name: run.add(session_for_thread(), n)))
-    posts = await asyncio.gather(*futures)
-    send_s = time.monotonic() - t_start
-    # Wait until every delivery arrived, or the drain budget is spent.
-    deadline = time.monotonic() + drain
-    expected_each = connected - run.dropped
-    while time.monotonic() < deadline:
-        if all(len(v) >= expected_each for v in run.latencies.values()):
-            break
-        await asyncio.sleep(0.2)
-    stop.set()
-    for t in tasks:
-        t.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    pool.shutdown(wait=False, cancel_futures=True)
+    not_after = t_start + 3 * n_dams / rate + 10
+    with concurrent.futures.ThreadPoolExecutor(max_workers=int(min(64, max(4, rate * 2)))) as pool:
+        futures = []
+        for i in range(n_dams):
+            delay = t_start + i / rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            futures.append(pool.submit(lambda n=f"{run_id}-{i:05d}": add(session(), n, not_after)))
+        return [f.result() for f in futures]
 
-    accepted = [p for p in posts if p[1] in (301, 302, 303)]
+
+def measure(portal: sc.Portal, project: str, n_clients: int, n_dams: int, rate: float,
+            drain: float, connect_budget: float, label: str, procs: int) -> dict:
+    run_id = f"b{os.getpid()}x{int(time.time()) % 100000}n{n_clients}r{int(rate)}"
+    mem_before = process_rss(project)
+    procs = max(1, min(procs, n_clients))
+    shares = [n_clients // procs + (1 if i < n_clients % procs else 0) for i in range(procs)]
+    concurrency = max(1, int(os.environ.get("BENCH_CONNECT_CONCURRENCY", "50")) // procs)
+
+    log(f"{label}: opening {n_clients} WebSocket clients in {procs} receiver processes")
+    ctx = multiprocessing.get_context("fork")  # before any thread or event loop of this process
+    url = portal.base_url.replace("http", "ws", 1) + sc.WS_PATH
+    t_connect = time.monotonic()
+    give_up = t_connect + connect_budget
+    pipes, children = [], []
+    for share in shares:
+        mine, theirs = ctx.Pipe()
+        child = ctx.Process(target=receiver_process, daemon=True, args=(
+            theirs, url, sc.ws_headers(portal), sc.ws_origin(portal), run_id, share, give_up, concurrency))
+        child.start()
+        pipes.append(mine)
+        children.append(child)
+    try:
+        opened = []
+        for pipe in pipes:
+            if not pipe.poll(connect_budget + 60):
+                raise RuntimeError("a receiver process did not report its connections")
+            opened.append(pipe.recv())
+        connect_s = time.monotonic() - t_connect
+        connected = sum(o["connected"] for o in opened)
+        failures = [f for o in opened for f in o["failures"]]
+        refusals = [r for o in opened for r in o["refusals"]]
+        workers: dict[str, int] = {}
+        for o in opened:
+            for w, k in o["workers"].items():
+                workers[w] = workers.get(w, 0) + k
+        log(f"{label}: {connected}/{n_clients} connected in {connect_s:.1f}s on workers {workers}; "
+            f"{len(failures)} gave up, {len(refusals)} handshakes refused {refusals[:1]}")
+        time.sleep(2)  # let every handshake finish
+        mem_after = process_rss(project)
+
+        log(f"{label}: adding {n_dams} dams at {rate}/s to {connected} clients")
+        posts = send_adds(portal, run_id, n_dams, rate)
+        accepted = [p for p in posts if p[1] in (301, 302, 303)]
+        deadline = time.monotonic() + drain
+        for pipe in pipes:
+            pipe.send(([p[0] for p in accepted], deadline))
+        received = []
+        for pipe in pipes:
+            if not pipe.poll(drain + 60):
+                raise RuntimeError("a receiver process did not report its deliveries")
+            received.append(pipe.recv())
+    finally:
+        for child in children:
+            child.join(timeout=10)
+            if child.is_alive():
+                child.kill()
+
     not_sent = [p for p in posts if p[1] == 0]
     refused = [p for p in posts if p[1] not in (0, 301, 302, 303)]
-    send_s = max([run.sent[p[0]] + p[2] for p in accepted], default=t_start) - t_start
-    lat = [x for name, *_ in accepted for x in run.latencies[name]]
+    started = {p[0]: p[2] for p in accepted}
+    lat = [t - started[name] for r in received for name, times in r["arrivals"].items() for t in times]
+    t_first = min((p[2] for p in posts), default=0.0)
+    send_s = max((p[2] + p[3] for p in accepted), default=t_first) - t_first
+    dropped = sum(r["dropped"] for r in received)
     expected = len(accepted) * connected
     result = {
         "label": label,
         "clients": n_clients,
         "connected": connected,
+        "receiver_processes": procs,
         "connect_failures": len(failures),
         "connect_errors": sorted(set(failures))[:5],
         "connect_s": round(connect_s, 2),
-        "workers": dict(sorted(run.workers.items())),
+        "workers": dict(sorted(workers.items())),
         "dams": n_dams,
         "dams_accepted": len(accepted),
         "dams_refused": len(refused),
         "dams_not_sent": len(not_sent),
-        "handshake_refusals": len(run.refusals),
-        "handshake_refusal_kinds": sorted({r.split(":")[0] + ":" + r.split(":")[1][:40] for r in run.refusals if ":" in r})[:5],
+        "handshake_refusals": len(refusals),
+        "handshake_refusal_kinds": sorted({r.split(":")[0] + ":" + r.split(":")[1][:40] for r in refusals if ":" in r})[:5],
         "refused_statuses": sorted({p[1] for p in refused}),
         "rate_wanted": rate,
         "rate_achieved": round(len(accepted) / send_s, 2) if send_s > 0 else None,
-        "post_p50_ms": ms(percentile([p[2] for p in posts], 50)),
-        "post_p99_ms": ms(percentile([p[2] for p in posts], 99)),
+        "post_p50_ms": ms(percentile([p[3] for p in posts], 50)),
+        "post_p99_ms": ms(percentile([p[3] for p in posts], 99)),
         "deliveries": len(lat),
         "deliveries_expected": expected,
         "delivery_ratio": round(len(lat) / expected, 6) if expected else 0.0,
-        "dropped_sockets": run.dropped,
+        "dropped_sockets": dropped,
+        "unknown_messages": sum(r["unknown"] for r in received),
         "p50_ms": ms(percentile(lat, 50)),
         "p99_ms": ms(percentile(lat, 99)),
         "max_ms": ms(max(lat) if lat else None),
@@ -275,7 +331,8 @@ def main() -> int:
     ap.add_argument("--url", required=True)
     ap.add_argument("--project", required=True,
                     help=f"compose project of the stack, or {IN_WEB_PID_NAMESPACE!r} when run in its web container's pid namespace")
-    ap.add_argument("--env-dir", required=True)
+    ap.add_argument("--env-dir", default="env",
+                    help="the stack's env dir, for the admin login (unless PORTAL_SUPERUSER_NAME and _PASSWORD are set)")
     ap.add_argument("--label", required=True)
     ap.add_argument("--clients", default="100,1000,5000", help="comma-separated client counts")
     ap.add_argument("--dams", type=int, default=20, help="dams per client count")
@@ -285,6 +342,8 @@ def main() -> int:
     ap.add_argument("--burst-seconds", type=float, default=30.0)
     ap.add_argument("--drain", type=float, default=15.0, help="seconds to wait for late deliveries")
     ap.add_argument("--connect-budget", type=float, default=180.0)
+    ap.add_argument("--client-procs", type=int, default=1,
+                    help="receiver processes the clients are spread over")
     ap.add_argument("--out", required=True, help="results JSON file, or - for stdout")
     args = ap.parse_args()
 
@@ -294,15 +353,17 @@ def main() -> int:
     results = {"label": args.label, "fanout": [], "burst": None}
     # Warm-up, not recorded: the first sockets and adds of a fresh worker load code and fill
     # caches, which would otherwise count as memory per connection and latency.
-    asyncio.run(measure(portal, args.project, 30, 3, 3.0, 5.0, args.connect_budget, args.label + " warm-up"))
+    def run(n, dams, rate, label):
+        return measure(portal, args.project, n, dams, rate, args.drain, args.connect_budget, label,
+                       args.client_procs)
+
+    run(30, 3, 3.0, args.label + " warm-up")
     for n in [int(x) for x in args.clients.split(",") if x.strip()]:
-        results["fanout"].append(asyncio.run(measure(
-            portal, args.project, n, args.dams, args.rate, args.drain, args.connect_budget, args.label)))
+        results["fanout"].append(run(n, args.dams, args.rate, args.label))
         time.sleep(3)  # let the closed sockets leave the workers and Redis before the next size
     if args.burst_seconds > 0:
-        results["burst"] = asyncio.run(measure(
-            portal, args.project, args.burst_clients, int(args.burst_rate * args.burst_seconds),
-            args.burst_rate, args.drain, args.connect_budget, args.label + " burst"))
+        results["burst"] = run(args.burst_clients, int(args.burst_rate * args.burst_seconds),
+                               args.burst_rate, args.label + " burst")
     if args.out == "-":
         print(json.dumps(results, indent=2))
         return 0

@@ -9,7 +9,8 @@
 #         core Redis layer with the image's capacity and group expiry)
 #   ref   project dam-inventory-bench-ref, 127.0.0.1:18091, what the Tethys docs configure:
 #         one daphne process (ASGI_PROCESSES=1), core Redis layer with channels_redis' defaults
-#         (capacity 100, group_expiry 86400) and the docs' CHANNEL_LAYERS_CONFIG
+#         (capacity 100, group_expiry 86400) and the docs' CHANNEL_LAYERS_CONFIG, the
+#         tutorial's consumer (DAM_INVENTORY_FANOUT=per-socket) and no connection pool
 # For each: first start to healthy, restart to healthy, then tests/bench/fanout.py
 # (N clients, steady adds, then the 50 dams/s burst). Finally tests/bench/report.py prints the
 # ratios and the targets, and writes docs/benchmarks.md and its plot.
@@ -66,6 +67,10 @@ CHANNEL_LAYERS_BACKEND=channels_redis.core.RedisChannelLayer
 CHANNEL_LAYERS_CONFIG={'hosts':[{'host': 'redis', 'port': 6379}]}
 CHANNEL_LAYERS_CAPACITY=100
 CHANNEL_LAYERS_GROUP_EXPIRY=86400
+# ...the tutorial's consumer (each socket joins the group) and Django's default of a database
+# connection per request: what the docs' setup has, where ours has a fan-out per process and a pool.
+DAM_INVENTORY_FANOUT=per-socket
+TETHYS_DB_POOL_MAX_SIZE=0
 EOF
   fi
   log "$cfg: ASGI_PROCESSES=$asgi, env in build/bench/$cfg/env"

@@ -131,3 +131,34 @@ async def test_one_group_member_per_process_whatever_the_number_of_sockets():
     for comm in comms[1:]:
         await comm.disconnect()
     assert not local.sockets
+
+
+@pytest.mark.asyncio
+async def test_per_socket_mode_is_the_tutorials_one_group_member_per_socket(monkeypatch):
+    from channels.layers import get_channel_layer
+
+    monkeypatch.setenv("DAM_INVENTORY_FANOUT", "per-socket")
+    layer = get_channel_layer()
+    members_before = set(layer.groups.get(events.GROUP, {}))
+    comms = [communicator(User(username=f"user{i}")) for i in range(3)]
+    for comm in comms:
+        assert (await comm.connect())[0]
+    assert len(set(layer.groups.get(events.GROUP, {})) - members_before) == 3
+
+    dam = {"id": 9, "name": "Glen Canyon"}
+    await sync_to_async(events.publish)(events.dam_added(dam))
+    for comm in comms:
+        assert json.loads(await comm.receive_from())["dam"] == dam
+    for comm in comms:
+        await comm.disconnect()
+    assert not set(layer.groups.get(events.GROUP, {})) - members_before
+
+
+def test_an_unknown_fanout_mode_is_a_clear_configuration_error(monkeypatch):
+    from django.core.exceptions import ImproperlyConfigured
+
+    from tethysapp.dam_inventory.consumers import fanout_mode
+
+    monkeypatch.setenv("DAM_INVENTORY_FANOUT", "broadcast")
+    with pytest.raises(ImproperlyConfigured, match="per-process, per-socket"):
+        fanout_mode()

@@ -26,6 +26,7 @@ import logging
 import weakref
 
 from channels.layers import get_channel_layer
+from django.core.exceptions import ImproperlyConfigured
 
 from . import events
 
@@ -50,7 +51,10 @@ def for_this_loop() -> "Fanout":
     loop = asyncio.get_running_loop()
     fanout = _by_loop.get(loop)
     if fanout is None:
-        fanout = _by_loop[loop] = Fanout(get_channel_layer())
+        layer = get_channel_layer()
+        if layer is None:
+            raise ImproperlyConfigured("no channel layer in CHANNEL_LAYERS: live notifications need one")
+        fanout = _by_loop[loop] = Fanout(layer)
     return fanout
 
 

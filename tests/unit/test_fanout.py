@@ -102,7 +102,7 @@ async def test_other_message_types_are_not_relayed(layer):
 
 
 @pytest.mark.asyncio
-async def test_layer_failure_closes_sockets_with_1012_then_rejoins(layer):
+async def test_layer_failure_closes_sockets_with_4012_then_rejoins(layer):
     fan = fanout.Fanout(layer)
     assert await fan.ready()
     sockets = [FakeSocket() for _ in range(3)]
@@ -111,7 +111,7 @@ async def test_layer_failure_closes_sockets_with_1012_then_rejoins(layer):
     layer.down = True
     await layer.queue.put(ConnectionError("connection reset by peer"))
     await wait_for(lambda: all(s.closed_with for s in sockets))
-    assert {s.closed_with for s in sockets} == {fanout.CLOSE_SERVICE_RESTART}
+    assert {s.closed_with for s in sockets} == {fanout.CLOSE_LAYER_LOST}
     assert not fan.sockets and not fan.member.is_set()
 
     layer.down = False  # Redis is back: the process joins the group again by itself
@@ -168,3 +168,12 @@ async def test_a_large_fan_out_yields_to_the_event_loop_and_misses_no_socket(lay
     assert all(len(s.sent) == 1 for s in sockets)
     assert ticks - before >= 4, "deliver() kept the event loop for the whole fan-out"
     fan._task.cancel()
+
+
+def test_close_codes_are_ones_an_application_may_send():
+    """autobahn (daphne) lets an application close only with 1000 or 3000-4999 and raises on any
+    other code: a 1012 from the app never reached the clients (found by tests/faults)."""
+    from tethysapp.dam_inventory.consumers import CLOSE_UNAUTHENTICATED
+
+    for code in (fanout.CLOSE_LAYER_LOST, fanout.CLOSE_TRY_AGAIN_LATER, CLOSE_UNAUTHENTICATED):
+        assert code == 1000 or 3000 <= code <= 4999, code

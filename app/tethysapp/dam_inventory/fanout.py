@@ -12,10 +12,13 @@ Guarantees kept from the per-socket design:
   * membership is re-added every REJOIN_SECONDS, so it never reaches the layer's group_expiry
     and is restored if Redis lost it;
   * when the layer fails (Redis stopped, killed, restarted) every local socket is closed with
-    1012 ("service restart"): its client reconnects and catches up from the last id it saw, so
+    4012 (after 1012, "service restart"): its client reconnects and catches up from the last id
+    it saw, so
     nothing published around the outage is lost silently;
   * a socket is accepted only while the process is a member of the group; a handshake that
-    cannot get there within JOIN_TIMEOUT is closed with 1013 ("try again later").
+    cannot get there within JOIN_TIMEOUT is closed with 4013 (after 1013, "try again later").
+autobahn, daphne's WebSocket layer, lets an application close only with 1000 or 3000-4999 (it
+raises on 1012), hence the 4xxx mirrors.
 """
 
 from __future__ import annotations
@@ -32,8 +35,8 @@ from . import events
 
 log = logging.getLogger(__name__)
 
-CLOSE_SERVICE_RESTART = 1012
-CLOSE_TRY_AGAIN_LATER = 1013
+CLOSE_LAYER_LOST = 4012
+CLOSE_TRY_AGAIN_LATER = 4013
 JOIN_TIMEOUT = 5.0
 REJOIN_SECONDS = 300.0
 RETRY_MAX_SECONDS = 5.0
@@ -98,7 +101,7 @@ class Fanout:
                 if was_member:
                     log.warning("channel layer failed (%s: %s); closing %d sockets so their clients "
                                 "reconnect and catch up", type(exc).__name__, exc, len(self.sockets))
-                    await self._close_all(CLOSE_SERVICE_RESTART)
+                    await self._close_all(CLOSE_LAYER_LOST)
                 await asyncio.sleep(retry)
                 retry = min(retry * 2, RETRY_MAX_SECONDS)
 
@@ -139,5 +142,5 @@ class Fanout:
         for socket in sockets:
             try:
                 await socket.close(code=code)
-            except Exception:
-                pass
+            except Exception:  # one socket that cannot be closed must not keep the others open
+                log.exception("could not close a socket with code %d", code)

@@ -13,12 +13,11 @@ Guarantees kept from the per-socket design:
     and is restored if Redis lost it;
   * when the layer fails (Redis stopped, killed, restarted) every local socket is closed with
     4012 (after 1012, "service restart"): its client reconnects and catches up from the last id
-    it saw, so
-    nothing published around the outage is lost silently;
+    it saw, so nothing published around the outage is lost silently;
   * a socket is accepted only while the process is a member of the group; a handshake that
     cannot get there within JOIN_TIMEOUT is closed with 4013 (after 1013, "try again later").
-autobahn, daphne's WebSocket layer, lets an application close only with 1000 or 3000-4999 (it
-raises on 1012), hence the 4xxx mirrors.
+    autobahn, daphne's WebSocket layer, lets an application close only with 1000 or 3000-4999
+    (it raises on 1012), hence the 4xxx mirrors.
 """
 
 from __future__ import annotations

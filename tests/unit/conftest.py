@@ -120,7 +120,6 @@ def editor_client(client, editor):
 
 @pytest.fixture
 def set_max_dams(db):
-    from tethysapp.dam_inventory import controllers
     from tethysapp.dam_inventory.app import App
 
     from tethys_apps.models import TethysApp
@@ -135,11 +134,9 @@ def set_max_dams(db):
             _clear()  # "unset": what an admin gets by emptying the field
         else:
             App.set_custom_setting("max_dams", value)
-        controllers.forget_settings()  # the app caches it for SETTINGS_TTL_SECONDS
 
     yield _set
     _clear()
-    controllers.forget_settings()
 
 
 class GroupListener:

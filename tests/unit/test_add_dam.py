@@ -162,22 +162,32 @@ def test_max_dams_zero_means_full_and_unset_means_unlimited(editor_client, store
     assert count(store_engine) == 3
 
 
-def test_an_admin_change_of_max_dams_takes_effect_within_the_settings_ttl(
-    editor_client, store_engine, set_max_dams, monkeypatch
-):
-    import time
-
-    from tethysapp.dam_inventory import controllers
+def test_an_admin_change_of_max_dams_applies_to_the_very_next_add(editor_client, store_engine, set_max_dams):
     from tethysapp.dam_inventory.app import App
 
-    monkeypatch.setattr(controllers, "SETTINGS_TTL_SECONDS", 0.3)
     set_max_dams(1)
     assert editor_client.post(ADD, dam_form(name="First")).status_code == 302
+    assert editor_client.post(ADD, dam_form(name="Refused")).status_code == 409
     App.set_custom_setting("max_dams", 2)  # as the admin pages do: the app is not told
-    assert editor_client.post(ADD, dam_form(name="Cached")).status_code == 409  # still 1
-    time.sleep(0.35)
     assert editor_client.post(ADD, dam_form(name="Second")).status_code == 302
     assert count(store_engine) == 2
+
+
+def test_the_store_url_is_read_at_most_once_per_ttl(monkeypatch):
+    from tethysapp.dam_inventory import controllers
+
+    reads = []
+    monkeypatch.setattr(controllers.App, "get_persistent_store_database",
+                        lambda name, as_url: reads.append(name) or "postgresql://u@h/db")
+    controllers.forget_store_url()
+    try:
+        assert controllers._primary_db_url() == controllers._primary_db_url() == "postgresql://u@h/db"
+        assert reads == ["primary_db"]
+        monkeypatch.setattr(controllers, "STORE_URL_TTL_SECONDS", 0.0)
+        controllers._primary_db_url()
+        assert reads == ["primary_db", "primary_db"]
+    finally:
+        controllers.forget_store_url()
 
 
 def test_a_failure_inside_the_transaction_saves_nothing_and_sends_nothing(

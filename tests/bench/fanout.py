@@ -311,6 +311,9 @@ def measure(portal: sc.Portal, project: str, n_clients: int, n_dams: int, rate: 
         "p99_ms": ms(percentile(lat, 99)),
         "max_ms": ms(max(lat) if lat else None),
         "mean_ms": ms(statistics.fmean(lat) if lat else None),
+        # The slowest delivery of each dam, in the order the dams were added: a p99 over few dams
+        # is set by the slowest of them, and this shows whether one dam or all of them.
+        "per_dam_max_ms": [ms(max((t - started[p[0]] for r in received for t in r["arrivals"].get(p[0], ())), default=None) if any(r["arrivals"].get(p[0]) for r in received) else None) for p in accepted],
         "rss_before_kib": mem_before,
         "rss_after_kib": mem_after,
         "daphne_kib_per_conn": round((mem_after["daphne_kib"] - mem_before["daphne_kib"]) / connected, 1) if connected else None,

@@ -8,7 +8,6 @@ Refusals (documented in README.md):
     from a network drop and stop reconnecting.
 """
 
-import json
 import os
 from urllib.parse import urlsplit
 
@@ -120,4 +119,4 @@ class NotificationsConsumer(AsyncWebsocketConsumer):
 
     async def dam_notifications(self, event):
         """Per-socket mode: a group message for this socket alone, serialized for it alone."""
-        await self.send(text_data=json.dumps({k: v for k, v in event.items() if k != "type"}))
+        await self.send(text_data=events.client_text(event))

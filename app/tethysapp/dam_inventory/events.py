@@ -7,6 +7,7 @@ rolls back drops its queued messages: a refused or failed add never notifies any
 """
 
 import functools
+import json
 import logging
 
 from asgiref.sync import async_to_sync
@@ -29,6 +30,12 @@ def dam_added(dam_payload):
 
 def dam_deleted(dam_id, name, seq):
     return {"event": "dam_deleted", "message": "Dam Deleted", "id": dam_id, "name": name, "seq": seq}
+
+
+def client_text(event):
+    """The JSON text a WebSocket client gets for a group event: the event without its
+    channel-layer `type`."""
+    return json.dumps({k: v for k, v in event.items() if k != "type"})
 
 
 def publish(message):

@@ -23,7 +23,6 @@ Guarantees kept from the per-socket design:
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import weakref
 
@@ -127,7 +126,7 @@ class Fanout:
 
     async def deliver(self, message: dict) -> None:
         """Serializes `message` once and writes it to every local socket."""
-        text = json.dumps({k: v for k, v in message.items() if k != "type"})
+        text = events.client_text(message)
         for i, socket in enumerate(list(self.sockets)):
             if i % YIELD_EVERY == YIELD_EVERY - 1:
                 await asyncio.sleep(0)

@@ -276,8 +276,9 @@ def measure(portal: sc.Portal, project: str, n_clients: int, n_dams: int, rate: 
 
     not_sent = [p for p in posts if p[1] == 0]
     refused = [p for p in posts if p[1] not in (0, 301, 302, 303)]
-    started = {p[0]: p[2] for p in accepted}
-    lat = [t - started[name] for r in received for name, times in r["arrivals"].items() for t in times]
+    # Latencies per accepted dam, in the order the dams were added.
+    per_dam = {p[0]: [t - p[2] for r in received for t in r["arrivals"].get(p[0], ())] for p in accepted}
+    lat = [x for xs in per_dam.values() for x in xs]
     t_first = min((p[2] for p in posts), default=0.0)
     send_s = max((p[2] + p[3] for p in accepted), default=t_first) - t_first
     dropped = sum(r["dropped"] for r in received)
@@ -313,7 +314,7 @@ def measure(portal: sc.Portal, project: str, n_clients: int, n_dams: int, rate: 
         "mean_ms": ms(statistics.fmean(lat) if lat else None),
         # The slowest delivery of each dam, in the order the dams were added: a p99 over few dams
         # is set by the slowest of them, and this shows whether one dam or all of them.
-        "per_dam_max_ms": [ms(max((t - started[p[0]] for r in received for t in r["arrivals"].get(p[0], ())), default=None) if any(r["arrivals"].get(p[0]) for r in received) else None) for p in accepted],
+        "per_dam_max_ms": [ms(max(xs, default=None)) for xs in per_dam.values()],
         "rss_before_kib": mem_before,
         "rss_after_kib": mem_after,
         "daphne_kib_per_conn": round((mem_after["daphne_kib"] - mem_before["daphne_kib"]) / connected, 1) if connected else None,

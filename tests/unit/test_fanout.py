@@ -6,6 +6,7 @@ import asyncio
 import json
 
 import pytest
+import pytest_asyncio
 
 from tethysapp.dam_inventory import events, fanout
 
@@ -60,54 +61,66 @@ def layer():
     return ScriptedLayer()
 
 
-@pytest.mark.asyncio
-async def test_one_message_reaches_every_socket_serialized_once(layer):
-    fan = fanout.Fanout(layer)
+@pytest_asyncio.fixture
+async def new_fan(layer):
+    """Makes Fanouts on `layer`; their tasks are stopped after the test, pass or fail."""
+    made = []
+
+    def make():
+        made.append(fanout.Fanout(layer))
+        return made[-1]
+
+    yield make
+    for fan in made:
+        fan._task.cancel()
+
+
+@pytest_asyncio.fixture
+async def fan(new_fan):
+    """A Fanout that has joined the group."""
+    fan = new_fan()
     assert await fan.ready()
-    sockets = [FakeSocket() for _ in range(50)]
+    return fan
+
+
+def attached(fan, n, **kw):
+    sockets = [FakeSocket(**kw) for _ in range(n)]
     for s in sockets:
         fan.attach(s)
+    return sockets
+
+
+@pytest.mark.asyncio
+async def test_one_message_reaches_every_socket_serialized_once(fan, layer):
+    sockets = attached(fan, 50)
     await layer.queue.put({"type": events.EVENT_TYPE, **events.dam_added({"id": 1, "name": "A"})})
     await wait_for(lambda: all(s.sent for s in sockets))
     texts = {s.sent[0] for s in sockets}
     assert len(texts) == 1
     assert json.loads(texts.pop()) == {"event": "dam_added", "message": "New Dam", "dam": {"id": 1, "name": "A"}}
-    fan._task.cancel()
 
 
 @pytest.mark.asyncio
-async def test_a_failing_socket_is_dropped_and_the_others_still_receive(layer):
-    fan = fanout.Fanout(layer)
-    assert await fan.ready()
-    good, bad = FakeSocket(), FakeSocket(fail=True)
-    fan.attach(bad)
-    fan.attach(good)
+async def test_a_failing_socket_is_dropped_and_the_others_still_receive(fan, layer):
+    [bad] = attached(fan, 1, fail=True)
+    [good] = attached(fan, 1)
     await layer.queue.put({"type": events.EVENT_TYPE, "event": "dam_added"})
     await wait_for(lambda: good.sent)
     assert bad not in fan.sockets and good in fan.sockets
-    fan._task.cancel()
 
 
 @pytest.mark.asyncio
-async def test_other_message_types_are_not_relayed(layer):
-    fan = fanout.Fanout(layer)
-    assert await fan.ready()
-    s = FakeSocket()
-    fan.attach(s)
+async def test_other_message_types_are_not_relayed(fan, layer):
+    [s] = attached(fan, 1)
     await layer.queue.put({"type": "something.else", "x": 1})
     await layer.queue.put({"type": events.EVENT_TYPE, "event": "dam_deleted"})
     await wait_for(lambda: s.sent)
     assert [json.loads(t)["event"] for t in s.sent] == ["dam_deleted"]
-    fan._task.cancel()
 
 
 @pytest.mark.asyncio
-async def test_layer_failure_closes_sockets_with_4012_then_rejoins(layer):
-    fan = fanout.Fanout(layer)
-    assert await fan.ready()
-    sockets = [FakeSocket() for _ in range(3)]
-    for s in sockets:
-        fan.attach(s)
+async def test_layer_failure_closes_sockets_with_4012_then_rejoins(fan, layer):
+    sockets = attached(fan, 3)
     layer.down = True
     await layer.queue.put(ConnectionError("connection reset by peer"))
     await wait_for(lambda: all(s.closed_with for s in sockets))
@@ -117,41 +130,33 @@ async def test_layer_failure_closes_sockets_with_4012_then_rejoins(layer):
     layer.down = False  # Redis is back: the process joins the group again by itself
     await wait_for(fan.member.is_set)
     assert layer.adds == 2
-    fan._task.cancel()
 
 
 @pytest.mark.asyncio
-async def test_not_ready_while_the_layer_is_down(layer, monkeypatch):
+async def test_not_ready_while_the_layer_is_down(new_fan, layer, monkeypatch):
     monkeypatch.setattr(fanout, "JOIN_TIMEOUT", 0.2)
     layer.down = True
-    fan = fanout.Fanout(layer)
+    fan = new_fan()
     assert not await fan.ready()
     layer.down = False
     await wait_for(fan.member.is_set)
     assert await fan.ready()
-    fan._task.cancel()
 
 
 @pytest.mark.asyncio
-async def test_membership_is_refreshed_while_idle(layer, monkeypatch):
+async def test_membership_is_refreshed_while_idle(new_fan, layer, monkeypatch):
     monkeypatch.setattr(fanout, "REJOIN_SECONDS", 0.05)
-    fan = fanout.Fanout(layer)
+    fan = new_fan()
     assert await fan.ready()
     await wait_for(lambda: layer.adds >= 3)
-    s = FakeSocket()
-    fan.attach(s)
+    [s] = attached(fan, 1)
     await layer.queue.put({"type": events.EVENT_TYPE, "event": "dam_added"})
     await wait_for(lambda: s.sent)  # the pending receive survived the refreshes
-    fan._task.cancel()
 
 
 @pytest.mark.asyncio
-async def test_a_large_fan_out_yields_to_the_event_loop_and_misses_no_socket(layer):
-    fan = fanout.Fanout(layer)
-    assert await fan.ready()
-    sockets = [FakeSocket() for _ in range(fanout.YIELD_EVERY * 4 + 3)]
-    for s in sockets:
-        fan.attach(s)
+async def test_a_large_fan_out_yields_to_the_event_loop_and_misses_no_socket(fan):
+    sockets = attached(fan, fanout.YIELD_EVERY * 4 + 3)
     ticks = 0
 
     async def ticker():  # runs only when deliver() gives the loop back
@@ -167,7 +172,6 @@ async def test_a_large_fan_out_yields_to_the_event_loop_and_misses_no_socket(lay
     tick_task.cancel()
     assert all(len(s.sent) == 1 for s in sockets)
     assert ticks - before >= 4, "deliver() kept the event loop for the whole fan-out"
-    fan._task.cancel()
 
 
 def test_close_codes_are_ones_an_application_may_send():

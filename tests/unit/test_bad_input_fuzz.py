@@ -70,13 +70,3 @@ def test_csv_parser_refuses_with_a_message_or_returns_valid_points(content):
         return
     assert points and all(t >= 0 and f >= 0 for t, f in points)
     assert [t for t, _ in points] == sorted({t for t, _ in points})
-
-
-@pytest.mark.parametrize("path", [
-    "/apps/dam-inventory/dams/1/json/",
-    "/apps/dam-inventory/dams/0/json/",
-    "/apps/dam-inventory/dams/0/hydrograph/",
-    "/apps/dam-inventory/dams/00000000000000000000000000001/hydrograph/",
-])
-def test_odd_ids_are_404_not_500(editor_client, store_engine, path):
-    assert editor_client.get(path).status_code == 404

@@ -110,6 +110,11 @@ def test_hydrograph_page_and_json(editor_client, store_engine, dam_id):
     "/apps/dam-inventory/dams/424242/json/",
     "/apps/dam-inventory/dams/99999999999999999999/json/",
     "/apps/dam-inventory/dams/424242/delete/",
+    # odd ids: no dam yet, zero, leading zeros
+    "/apps/dam-inventory/dams/1/json/",
+    "/apps/dam-inventory/dams/0/json/",
+    "/apps/dam-inventory/dams/0/hydrograph/",
+    "/apps/dam-inventory/dams/00000000000000000000000000001/hydrograph/",
 ])
 def test_unknown_dams_are_404(editor_client, store_engine, path):
     assert editor_client.get(path).status_code == 404

@@ -2,13 +2,12 @@
 # front of ASGI_PROCESSES daphne workers (one unix socket each) sharing a Redis channel layer,
 # configured at every start by masterless Salt states (salt/). Non-root throughout.
 #
-# Build (scripts/build-web.sh does this): scripts/wheelhouse.sh fills build/wheels/ on the
-# host first, so no stage below downloads a Python package (HTTPS from inside a build does not
-# trust this machine's egress proxy; an air-gapped builder needs only the wheelhouse).
-#   docker build --build-arg BASE_IMAGE=dam-inventory/debian:bookworm -t dam-inventory/web .
-
-# debian:bookworm-slim where a registry answers; a locally built bookworm elsewhere.
-ARG BASE_IMAGE=debian:bookworm-slim
+# Build with `make images` (python3 -m stackctl images): it fills build/wheels/ on the host
+# first, so no stage below downloads a Python package (HTTPS from inside a build does not
+# trust this machine's egress proxy; an air-gapped builder needs only the wheelhouse), and
+# passes BASE_IMAGE: the registry's Debian slim image, or the locally built bookworm where no
+# registry answers (images/versions.env names both).
+ARG BASE_IMAGE
 
 # ---------------------------------------------------------------------------------------------
 # Python environments, built once and cached: nothing under app/ invalidates these layers.
@@ -25,7 +24,7 @@ RUN apt-get update \
 # of about 1 s), and the service user could not write it back anyway.
 # Salt in its own venv: its pins (PyYAML >= 6, tornado, pyzmq...) must not steer the portal's.
 COPY build/wheels/salt/ /wheels/salt/
-COPY docker/web/salt-requirements.txt /tmp/salt-requirements.txt
+COPY images/web/salt-requirements.txt /tmp/salt-requirements.txt
 RUN python3 -m venv /opt/salt \
  && /opt/salt/bin/pip install --no-cache-dir --no-index --find-links /wheels/salt \
       -r /tmp/salt-requirements.txt \
@@ -34,8 +33,8 @@ RUN python3 -m venv /opt/salt \
 # `salt-call --local`; pip is not needed at run time. Salt's loader skips what is absent.
 
 COPY build/wheels/web/ /wheels/web/
-COPY requirements/web.txt /tmp/web.txt
-COPY docker/web/web-constraints.txt /tmp/web-constraints.txt
+COPY images/web/requirements.txt /tmp/web.txt
+COPY images/web/web-constraints.txt /tmp/web-constraints.txt
 RUN python3 -m venv /opt/tethys-venv \
  && /opt/tethys-venv/bin/pip install --no-cache-dir --no-index --find-links /wheels/web \
       -r /tmp/web.txt -c /tmp/web-constraints.txt \
@@ -140,7 +139,8 @@ RUN mkdir -p /tmp/collect \
  && rm -rf /tmp/collect
 
 COPY salt/ /srv/salt/
-COPY docker/web/ /opt/tethys-web/
+COPY images/web/ /opt/tethys-web/
+COPY images/file_env.sh /usr/local/lib/
 RUN install -D -m 0644 /opt/tethys-web/salt-minion.conf /etc/tethys/salt/minion \
  && ln -s /opt/tethys-web/entrypoint.sh /usr/local/bin/tethys-entrypoint \
  && ln -s /opt/tethys-web/healthcheck.py /usr/local/bin/tethys-healthcheck \

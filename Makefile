@@ -1,48 +1,55 @@
-# Every target is a thin call to one script under scripts/: the logic lives there, one concern
-# a file, so it can be read (and run) on its own.
+# Every target is one call of the stackctl package (python3 -m stackctl --help) or of pytest:
+# the logic lives there, one concern a module.
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
+STACKCTL := python3 -m stackctl
 
-.PHONY: help up down clean logs ps lint test unit dev backup restore bench images
+.PHONY: help up down clean logs ps images env lint test unit dev backup restore bench measure
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
 up: ## build what is missing, start the stack, wait until every service is healthy
-	@scripts/up.sh
+	@$(STACKCTL) up
 
 down: ## stop the stack (data volumes are kept)
-	@scripts/compose.sh down
+	@$(STACKCTL) down
 
 clean: ## remove the stack AND its data volumes (needs CONFIRM=1)
-	@scripts/clean.sh "$(CONFIRM)"
+	@$(STACKCTL) clean $(if $(filter 1,$(CONFIRM)),--confirm)
 
 logs: ## follow the logs of every service
-	@scripts/compose.sh logs -f --tail=100
+	@$(STACKCTL) compose logs -f --tail=100
 
 ps: ## show the services and their health
-	@scripts/compose.sh ps
+	@$(STACKCTL) compose ps
 
-images: ## build the images (local replacements where no registry answers)
-	@scripts/images.sh
+images: ## build the images (local stand-ins where no registry answers)
+	@$(STACKCTL) images
 
-lint: ## static checks: compose schema, compose-lint, yamllint, dotenv-linter, hadolint
-	@scripts/lint.sh
+env: ## write the env files and their secrets (make up does it too)
+	@$(STACKCTL) env
 
-unit: ## the app's unit tests against a local PostgreSQL + PostGIS
-	@scripts/unit.sh
+test: ## every suite, one pytest run (brings a test stack up and down); ARGS= goes to pytest
+	@$(STACKCTL) test $(ARGS)
 
-test: ## every suite: unit, static, infra, e2e, browser, faults (brings a test stack up and down)
-	@scripts/test.sh
+lint: ## the static checks alone: shellcheck, ruff, hadolint, compose, yaml, env files
+	@$(STACKCTL) test tests/static -k "not salt" $(ARGS)
+
+unit: ## the app's unit tests alone, against a local PostgreSQL + PostGIS
+	@$(STACKCTL) test tests/unit $(ARGS)
 
 dev: ## run the portal with the app locally, without Docker
-	@scripts/dev.sh
+	@$(STACKCTL) dev
 
 backup: ## dump the portal and app databases to backups/
-	@scripts/backup.sh
+	@$(STACKCTL) backup
 
 restore: ## load a dump into the running stack: make restore FILE=backups/...
-	@scripts/restore.sh "$(FILE)"
+	@$(STACKCTL) restore "$(FILE)"
 
 bench: ## fan-out benchmark: ours against the Tethys docs' reference setup
-	@scripts/bench.sh
+	@$(STACKCTL) bench
+
+measure: ## first start, restart and stop times of the web service
+	@$(STACKCTL) measure

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Builds a Debian bookworm base image from Debian packages alone (debootstrap + docker import),
 # for machines where no container registry answers. The result stands in for
-# debian:bookworm-slim in every Dockerfile of this repository (ARG BASE_IMAGE).
+# the registry's Debian slim image in every Dockerfile of this repository (ARG BASE_IMAGE).
+# Usage: images/base/build.sh IMAGE SUITE   (stackctl passes both from images/versions.env)
 set -Eeuo pipefail
 
-IMAGE=${1:-dam-inventory/debian:bookworm}
-SUITE=bookworm
+IMAGE=${1:?usage: build.sh IMAGE SUITE}
+SUITE=${2:?usage: build.sh IMAGE SUITE}
 # The mirror the host's own apt uses, so the image reaches what the host reaches.
 host_debian_mirror() {
   # one-line (sources.list) and deb822 (*.sources) formats alike
@@ -17,10 +18,6 @@ MIRROR=${MIRROR:-http://deb.debian.org/debian}
 
 log() { printf '[base] %s\n' "$*" >&2; }
 
-if docker image inspect "$IMAGE" >/dev/null 2>&1; then
-  log "$IMAGE already present"
-  exit 0
-fi
 # make up on a fresh Debian machine does all set-up: install debootstrap when we may.
 install_debootstrap() {
   [[ $(id -u) -eq 0 ]] || {

@@ -6,19 +6,8 @@ set -Eeuo pipefail
 
 die() { printf 'redis entrypoint: ERROR: %s\n' "$*" >&2; exit 1; }
 
-# FOO or FOO_FILE, never both (the convention of the official images).
-file_env() {
-  local var=$1 file_var="${1}_FILE"
-  if [[ -n ${!var:-} && -n ${!file_var:-} ]]; then
-    die "both $var and $file_var are set: keep one"
-  fi
-  if [[ -n ${!file_var:-} ]]; then
-    [[ -r ${!file_var} ]] || die "$file_var=${!file_var} is not a readable file"
-    printf -v "$var" '%s' "$(<"${!file_var}")"
-  fi
-  export "$var"="${!var:-}"
-  unset "$file_var"
-}
+# shellcheck source=../file_env.sh
+source /usr/local/lib/file_env.sh
 
 require_password() {
   file_env REDIS_PASSWORD

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from stacklib import BASE_URL
+from stackctl.settings import TEST_STACK
+
+BASE_URL = TEST_STACK.base_url
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
@@ -28,7 +30,7 @@ def pytest_runtest_makereport(item, call):
 def browser():
     from playwright.sync_api import sync_playwright
 
-    assert Path(CHROMIUM).exists(), f"{CHROMIUM} missing: apt-get install chromium (scripts/test.sh does)"
+    assert Path(CHROMIUM).exists(), f"{CHROMIUM} missing: apt-get install chromium (make test does)"
     with sync_playwright() as pw:
         b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         yield b

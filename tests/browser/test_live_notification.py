@@ -10,7 +10,10 @@ Timeouts below are upper bounds for a slow CI machine, not speed assertions."""
 
 from playwright.sync_api import expect
 
-from stacklib import ADD_PATH, APP_PATH, BASE_URL, LOGIN_PATH, unique_name
+from stackctl.portal import ADD_PATH, APP_PATH, LOGIN_PATH, unique_name
+from stackctl.settings import TEST_STACK
+
+BASE_URL = TEST_STACK.base_url
 
 
 def log_in(page, username, password):

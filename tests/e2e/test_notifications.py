@@ -12,21 +12,12 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from stacklib import (
-    APP_PATH,
-    BASE_URL,
-    WS_BASE,
-    WS_PATH,
-    add_dam,
-    cookie_header,
-    dam_form,
-    message_mentions,
-    new_session,
-    post_dam,
-    unique_name,
-)
+from stackctl.portal import ADD_PATH, APP_PATH, WORKER_HEADER, Portal, add_succeeded, dam_form, unique_name
+from stackctl.settings import TEST_STACK
 
-DELIVERY_TIMEOUT = 1.0  # every client must hold the new dam within this (issue 5 §2)
+BASE_URL = TEST_STACK.base_url
+
+DELIVERY_TIMEOUT = 1.0  # every client must hold the new dam within this (docs/architecture.md)
 SILENCE_WINDOW = 1.5  # how long a refused add is watched for a stray message
 MAX_CONNECT_ATTEMPTS = 30  # bound on connections opened while looking for every worker
 
@@ -34,7 +25,7 @@ MAX_CONNECT_ATTEMPTS = 30  # bound on connections opened while looking for every
 async def open_ws(cookie=None, origin=BASE_URL):
     headers = {"Cookie": cookie} if cookie else {}
     return await connect(
-        WS_BASE + WS_PATH,
+        Portal(BASE_URL).ws_url,
         origin=origin,
         additional_headers=headers,
         open_timeout=10,
@@ -43,17 +34,44 @@ async def open_ws(cookie=None, origin=BASE_URL):
     )
 
 
+def add_dam(portal: Portal, name: str, **fields) -> dict[str, str]:
+    form = dam_form(name, **fields)
+    resp = portal.post(ADD_PATH, form)
+    assert add_succeeded(resp), f"adding dam {name!r} was not accepted: HTTP {resp.status_code}\n{resp.text[:1500]}"
+    return form
+
+
+def json_strings(value) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in json_strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in json_strings(v)]
+    return []
+
+
+def message_mentions(raw: str | bytes, name: str) -> bool:
+    """True when a notification carries the dam `name` as a value (any payload shape)."""
+    if isinstance(raw, bytes):
+        raw = raw.decode("utf-8", "replace")
+    try:
+        return name in json_strings(json.loads(raw))
+    except ValueError:
+        return name in raw
+
+
 @contextlib.asynccontextmanager
-async def clients_on_every_worker(session, workers):
+async def clients_on_every_worker(portal, workers):
     """Opens clients until each of the workers 1..N holds one (bounded), yields {worker: ws}."""
-    cookie = cookie_header(session)
+    cookie = portal.cookie_header
     by_worker, extra = {}, []
     try:
         for _ in range(MAX_CONNECT_ATTEMPTS):
             if len(by_worker) == workers:
                 break
             ws = await open_ws(cookie)
-            worker = ws.response.headers.get("X-Asgi-Worker")
+            worker = ws.response.headers.get(WORKER_HEADER)
             assert worker, "the handshake response has no X-Asgi-Worker header"
             if worker in by_worker:
                 extra.append(ws)
@@ -108,23 +126,23 @@ def workers(stack):
     return int(stack.env("web")["ASGI_PROCESSES"])
 
 
-def test_login_through_nginx(admin_session):
-    r = admin_session.get(BASE_URL + APP_PATH, timeout=30)
+def test_login_through_nginx(admin_portal):
+    r = admin_portal.get(APP_PATH, allow_redirects=True)
     assert r.status_code == 200, f"app home after login: HTTP {r.status_code}"
     assert "nginx" in r.headers.get("Server", ""), "the response did not come through nginx"
     assert "/accounts/login" not in r.url
 
 
 def test_anonymous_http_is_sent_to_login():
-    r = new_session().get(BASE_URL + APP_PATH, timeout=30, allow_redirects=False)
+    r = Portal(BASE_URL).get(APP_PATH)
     assert r.status_code in (302, 303) and "/accounts/login" in r.headers["Location"]
 
 
-async def test_a_new_dam_reaches_clients_on_every_worker(admin_session, workers):
+async def test_a_new_dam_reaches_clients_on_every_worker(admin_portal, workers):
     assert workers == 3, "the test stack runs ASGI_PROCESSES=3"
-    async with clients_on_every_worker(admin_session, workers) as clients:
+    async with clients_on_every_worker(admin_portal, workers) as clients:
         name = unique_name("E2E fan-out dam")
-        form = await asyncio.to_thread(add_dam, admin_session, name, owner="Army Corp", river="Provo")
+        form = await asyncio.to_thread(add_dam, admin_portal, name, owner="Army Corp", river="Provo")
         payloads = await assert_all_receive(clients, name)
         for payload in payloads:
             values = json_values(payload)
@@ -151,42 +169,42 @@ BAD_FORMS = {
 
 
 @pytest.mark.parametrize("case", sorted(BAD_FORMS))
-async def test_a_refused_bad_input_sends_nothing(admin_session, workers, case):
-    async with clients_on_every_worker(admin_session, workers) as clients:
+async def test_a_refused_bad_input_sends_nothing(admin_portal, workers, case):
+    async with clients_on_every_worker(admin_portal, workers) as clients:
         bad = dict(BAD_FORMS[case])
         name = bad.pop("name", None)
         name = unique_name("E2E bad dam") if name is None else name
-        resp = await asyncio.to_thread(post_dam, admin_session, dam_form(name, **bad))
+        resp = await asyncio.to_thread(admin_portal.post, ADD_PATH, dam_form(name, **bad))
         assert resp.status_code not in (302, 303), f"{case}: the add was accepted"
         assert resp.status_code < 500, f"{case}: HTTP {resp.status_code}"
         await assert_silent(clients, SILENCE_WINDOW)
         # the clients were listening all along: the next valid dam is their very next message
         good = unique_name("E2E control dam")
-        await asyncio.to_thread(add_dam, admin_session, good)
+        await asyncio.to_thread(add_dam, admin_portal, good)
         await assert_all_receive(clients, good)
 
 
-async def test_a_user_without_permission_cannot_add_and_nothing_is_sent(admin_session, viewer_session, workers):
-    async with clients_on_every_worker(admin_session, workers) as clients:
+async def test_a_user_without_permission_cannot_add_and_nothing_is_sent(admin_portal, viewer_portal, workers):
+    async with clients_on_every_worker(admin_portal, workers) as clients:
         name = unique_name("E2E forbidden dam")
-        resp = await asyncio.to_thread(post_dam, viewer_session, dam_form(name))
+        resp = await asyncio.to_thread(viewer_portal.post, ADD_PATH, dam_form(name))
         assert resp.status_code == 403, f"a user without add_dams got HTTP {resp.status_code}"
         await assert_silent(clients, SILENCE_WINDOW)
         good = unique_name("E2E control dam")
-        await asyncio.to_thread(add_dam, admin_session, good)
+        await asyncio.to_thread(add_dam, admin_portal, good)
         await assert_all_receive(clients, good)
 
 
-async def test_a_full_inventory_refuses_and_sends_nothing(stack, admin_session, workers):
+async def test_a_full_inventory_refuses_and_sends_nothing(stack, admin_portal, workers):
     original = stack.get_max_dams_raw()
-    async with clients_on_every_worker(admin_session, workers) as clients:
+    async with clients_on_every_worker(admin_portal, workers) as clients:
         first = unique_name("E2E before-full dam")
-        await asyncio.to_thread(add_dam, admin_session, first)
+        await asyncio.to_thread(add_dam, admin_portal, first)
         await assert_all_receive(clients, first)
         try:
             stack.set_max_dams_raw("1")  # at least one dam exists now: the inventory is full
             name = unique_name("E2E overflow dam")
-            resp = await asyncio.to_thread(post_dam, admin_session, dam_form(name))
+            resp = await asyncio.to_thread(admin_portal.post, ADD_PATH, dam_form(name))
             assert resp.status_code not in (302, 303), "an add was accepted with the inventory full"
             assert resp.status_code < 500, f"HTTP {resp.status_code}"
             assert "full" in resp.text.lower(), "no 'inventory full' message on the refused add"
@@ -194,7 +212,7 @@ async def test_a_full_inventory_refuses_and_sends_nothing(stack, admin_session, 
         finally:
             stack.set_max_dams_raw(original)
         good = unique_name("E2E control dam")
-        await asyncio.to_thread(add_dam, admin_session, good)
+        await asyncio.to_thread(add_dam, admin_portal, good)
         await assert_all_receive(clients, good)
 
 
@@ -213,17 +231,17 @@ async def test_anonymous_websocket_is_closed_with_4401():
 
 
 @pytest.mark.parametrize("origin", ["http://evil.example.com", "http://127.0.0.1.evil.example.com:18080", None])
-async def test_foreign_or_missing_origin_websocket_is_refused(admin_session, origin):
+async def test_foreign_or_missing_origin_websocket_is_refused(admin_portal, origin):
     # a logged-in user's cookie, sent from another site (cross-site WebSocket hijacking)
     with pytest.raises(InvalidStatus) as refused:
-        ws = await open_ws(cookie_header(admin_session), origin=origin)
+        ws = await open_ws(admin_portal.cookie_header, origin=origin)
         await ws.close()
     assert refused.value.response.status_code == 403
 
 
-async def test_websocket_with_session_and_right_origin_is_accepted(admin_session):
+async def test_websocket_with_session_and_right_origin_is_accepted(admin_portal):
     # the control for the two refusals above: same client, only cookie/origin differ
-    ws = await open_ws(cookie_header(admin_session), BASE_URL)
+    ws = await open_ws(admin_portal.cookie_header, BASE_URL)
     try:
         with pytest.raises(asyncio.TimeoutError):
             await asyncio.wait_for(ws.recv(), 0.5)  # open and quiet: not closed on us

@@ -7,17 +7,18 @@ import os
 import time
 from typing import Awaitable, Callable
 
-import stackclient as sc
+from stackctl.portal import Portal, unique_name
+from tests.notifications import NotificationClient, open_clients_on_every_worker
 
 # The issue's bound: the next dam reaches every client (live or by catch-up) within 5 s.
 # It is a deadline for a functional property, not a speed measurement (speed: make bench).
 DELIVERY_DEADLINE = float(os.environ.get("FAULT_DELIVERY_DEADLINE", "5"))
 # After a web restart the clients are in the JS client's backoff (at most 30 s between tries):
 # they must be back and caught up within one full backoff step plus margin.
-RECONNECT_DEADLINE = sc.NotificationClient.backoff_max + 10
+RECONNECT_DEADLINE = NotificationClient.backoff_max + 10
 
 
-def describe(clients: list[sc.NotificationClient]) -> str:
+def describe(clients: list[NotificationClient]) -> str:
     return "; ".join(
         f"{c.label}: workers={c.workers} connections={c.connections} closes={c.closes} "
         f"seen={sorted(c.seen)} errors={c.errors[-2:]}"
@@ -25,10 +26,10 @@ def describe(clients: list[sc.NotificationClient]) -> str:
     )
 
 
-async def add_dam(portal: sc.Portal, prefix: str) -> tuple[int, float]:
+async def add_dam(portal: Portal, prefix: str) -> tuple[int, float]:
     """Adds a dam (in a thread: the clients keep running) -> (id, monotonic time of the post)."""
     t0 = time.monotonic()
-    dam_id = await asyncio.to_thread(sc.add_dam_checked, portal, sc.unique_name(prefix))
+    dam_id = await asyncio.to_thread(portal.add_dam_checked, unique_name(prefix))
     return dam_id, t0
 
 
@@ -40,7 +41,7 @@ async def missing_after(clients, dam_ids, deadline_from: float,
     return {c.label: set(dam_ids) - c.seen.keys() for c in clients if set(dam_ids) - c.seen.keys()}
 
 
-async def baseline_dam(portal: sc.Portal, clients: list[sc.NotificationClient], prefix: str) -> int:
+async def baseline_dam(portal: Portal, clients: list[NotificationClient], prefix: str) -> int:
     """Adds a dam before the fault and asserts every client got it in time -> its id."""
     dam_id, t = await add_dam(portal, prefix)
     missing = await missing_after(clients, {dam_id}, t)
@@ -48,9 +49,9 @@ async def baseline_dam(portal: sc.Portal, clients: list[sc.NotificationClient], 
     return dam_id
 
 
-async def with_clients(portal: sc.Portal, workers: int, per_worker: int,
-                       body: Callable[[list[sc.NotificationClient]], Awaitable[None]]):
-    clients = await sc.open_clients_on_every_worker(portal, workers, per_worker)
+async def with_clients(portal: Portal, workers: int, per_worker: int,
+                       body: Callable[[list[NotificationClient]], Awaitable[None]]):
+    clients = await open_clients_on_every_worker(portal, workers, per_worker)
     try:
         await body(clients)
     finally:

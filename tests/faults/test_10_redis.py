@@ -9,37 +9,39 @@ import asyncio
 import os
 import signal
 
-import faultkit as fk
-import stackclient as sc
+from tests.faults import faultkit as fk
+from stackctl import docker
+from stackctl.portal import Portal, add_succeeded, unique_name, visible_text
+from tests.notifications import wait_until
 
 
-def _dam_id_by_name(portal: sc.Portal, name: str) -> int | None:
+def _dam_id_by_name(portal: Portal, name: str) -> int | None:
     for dam in portal.all_dams():
         if dam.get("name") == name:
             return int(dam["id"])
     return None
 
 
-def test_redis_stopped_and_restarted_loses_no_dam(portal, containers, asgi_processes):
+def test_redis_stopped_and_restarted_loses_no_dam(stack, portal, containers, asgi_processes):
     redis = containers["redis"]
 
     async def body(clients):
         before = await fk.baseline_dam(portal, clients, "before-redis-stop")
 
-        await asyncio.to_thread(sc.docker, "stop", "-t", "10", redis)
+        await asyncio.to_thread(docker.docker, "stop", "-t", "10", redis)
         # An add while Redis is down: the database is fine, so either the dam is saved (and
         # reaches the clients by catch-up) or it is refused cleanly and not saved at all.
-        name = sc.unique_name("during-redis-outage")
+        name = unique_name("during-redis-outage")
         resp = await asyncio.to_thread(portal.add_dam, name)
         assert resp.status_code < 500, (
             f"add during a Redis outage answered HTTP {resp.status_code}: "
-            f"{sc.visible_text(resp.text)[:300]}"
+            f"{visible_text(resp.text)[:300]}"
         )
-        await asyncio.to_thread(sc.docker, "start", redis)
-        await asyncio.to_thread(sc.wait_healthy, redis, 90)
+        await asyncio.to_thread(docker.docker, "start", redis)
+        await asyncio.to_thread(stack.wait_healthy, "redis", timeout=90)
 
         during = await asyncio.to_thread(_dam_id_by_name, portal, name)
-        if sc.add_succeeded(resp):
+        if add_succeeded(resp):
             assert during is not None, f"add of {name!r} during the outage said OK but saved nothing"
         else:
             assert during is None, f"add of {name!r} during the outage was refused but saved"
@@ -55,23 +57,23 @@ def test_redis_stopped_and_restarted_loses_no_dam(portal, containers, asgi_proce
     fk.run(fk.with_clients(portal, asgi_processes, 2, body))
 
 
-def test_redis_sigkilled_loses_no_dam(portal, containers, asgi_processes):
+def test_redis_sigkilled_loses_no_dam(stack, portal, containers, asgi_processes):
     redis = containers["redis"]
 
     async def body(clients):
         before = await fk.baseline_dam(portal, clients, "before-redis-kill")
 
-        old_pid = sc.host_pid(redis)
+        old_pid = docker.inspect(redis)[0]["State"]["Pid"]
         assert old_pid, "redis container has no running process"
         # A crash, not a stop: SIGKILL to the server from outside, so Docker's restart policy
         # (not `docker start`) has to bring it back.
         os.kill(old_pid, signal.SIGKILL)
         await asyncio.to_thread(
-            sc.wait_until,
-            lambda: sc.host_pid(redis) not in (0, old_pid),
+            wait_until,
+            lambda: docker.inspect(redis)[0]["State"]["Pid"] not in (0, old_pid),
             60, 0.5, "redis restarted by its restart policy after SIGKILL",
         )
-        await asyncio.to_thread(sc.wait_healthy, redis, 90)
+        await asyncio.to_thread(stack.wait_healthy, "redis", timeout=90)
 
         after, t = await fk.add_dam(portal, "after-redis-kill")
         missing = await fk.missing_after(clients, {before, after}, t)

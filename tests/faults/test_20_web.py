@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import asyncio
 
-import faultkit as fk
-import stackclient as sc
+from tests.faults import faultkit as fk
+from stackctl import docker
 
 
-def test_web_restart_clients_reconnect_catch_up_and_dams_persist(portal, containers, asgi_processes):
+def test_web_restart_clients_reconnect_catch_up_and_dams_persist(stack, portal, containers, asgi_processes):
     web = containers["web"]
 
     async def body(clients):
         before = await fk.baseline_dam(portal, clients, "before-web-restart")
 
-        await asyncio.to_thread(sc.docker, "restart", "-t", "30", web, timeout=120)
-        await asyncio.to_thread(sc.wait_healthy, web, 180)
+        await asyncio.to_thread(docker.docker, "restart", "-t", "30", web, timeout=120)
+        await asyncio.to_thread(stack.wait_healthy, "web", timeout=180)
 
         names = {d["name"]: int(d["id"]) for d in await asyncio.to_thread(portal.all_dams)}
         assert before in names.values(), "a dam added before the web restart is gone after it"

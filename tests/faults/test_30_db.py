@@ -5,25 +5,27 @@ from __future__ import annotations
 import re
 import time
 
-import stackclient as sc
+from stackctl import docker
+from stackctl.portal import CATCHUP_PATH, WORKER_HEADER, Portal, add_succeeded, unique_name, visible_text
+from tests.notifications import wait_until
 
 CLEAR_OUTAGE_MESSAGE = re.compile(r"database|unavailable|try again|temporar", re.I)
 
 
-def test_db_outage_refuses_add_cleanly_and_web_recovers(target, credentials, portal, containers, asgi_processes):
+def test_db_outage_refuses_add_cleanly_and_web_recovers(stack, target, credentials, portal, containers, asgi_processes):
     db, web = containers["db"], containers["web"]
-    web_started = sc.container_state(web).get("StartedAt")
-    name = sc.unique_name("during-db-outage")
+    web_started = docker.inspect(web)[0]["State"]["StartedAt"]
+    name = unique_name("during-db-outage")
 
-    sc.docker("stop", "-t", "30", db)
+    docker.docker("stop", "-t", "30", db)
     try:
         resp = portal.add_dam(name)
-        text = sc.visible_text(resp.text)
+        text = visible_text(resp.text)
     finally:
-        sc.docker("start", db)
-        sc.wait_healthy(db, 120)
+        docker.docker("start", db)
+        stack.wait_healthy("db", timeout=120)
 
-    assert not sc.add_succeeded(resp), f"add during a db outage claimed success (HTTP {resp.status_code})"
+    assert not add_succeeded(resp), f"add during a db outage claimed success (HTTP {resp.status_code})"
     assert "Traceback" not in resp.text, f"a traceback reached the user: {text[:400]}"
     assert resp.status_code == 503, (
         f"an add during a db outage should answer 503 Service Unavailable with a clear message; "
@@ -33,21 +35,21 @@ def test_db_outage_refuses_add_cleanly_and_web_recovers(target, credentials, por
 
     # Recovery without touching web: a fresh login and the app's JSON work again...
     def recovered() -> bool:
-        fresh = sc.Portal(target.base_url).login(*credentials)
-        return fresh.get(sc.CATCHUP_PATH, params={"since": 0}).status_code == 200
+        fresh = Portal(target.base_url).login(*credentials)
+        return fresh.get(CATCHUP_PATH, params={"since": 0}).status_code == 200
 
-    sc.wait_until(recovered, 90, 1.0, "web answering again after the db came back")
-    assert sc.container_state(web).get("StartedAt") == web_started, "web had to be restarted to recover"
+    wait_until(recovered, 90, 1.0, "web answering again after the db came back")
+    assert docker.inspect(web)[0]["State"]["StartedAt"] == web_started, "web had to be restarted to recover"
 
     # ...on every worker, for more than one request: no stale pooled connection is left to fail.
-    after = sc.Portal(target.base_url).login(*credentials)
+    after = Portal(target.base_url).login(*credentials)
     statuses = []
     for _ in range(6 * asgi_processes):
-        r = after.get(sc.CATCHUP_PATH, params={"since": 0})
-        statuses.append((r.headers.get(sc.WORKER_HEADER), r.status_code))
+        r = after.get(CATCHUP_PATH, params={"since": 0})
+        statuses.append((r.headers.get(WORKER_HEADER), r.status_code))
         time.sleep(0.05)
     failed = [s for s in statuses if s[1] != 200]
     assert not failed, f"requests still failing after recovery (worker, status): {failed}"
 
     assert name not in after.dam_names(), f"the add refused during the outage was half-saved: {name!r}"
-    sc.add_dam_checked(after, sc.unique_name("after-db-outage"))
+    after.add_dam_checked(unique_name("after-db-outage"))

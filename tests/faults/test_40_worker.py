@@ -7,27 +7,29 @@ import os
 import signal
 import time
 
-import faultkit as fk
-import stackclient as sc
+from tests.faults import faultkit as fk
+from stackctl import docker
+from stackctl.portal import WORKER_HEADER
+from tests.notifications import NotificationClient, wait_until
 
 
 def test_killed_asgi_worker_is_restarted_and_others_notice_nothing(portal, containers, asgi_processes):
     web = containers["web"]
     assert asgi_processes >= 2, "this test needs at least two ASGI workers (the test stack runs 3)"
-    workers = sc.daphne_workers(web)
+    workers = docker.daphne_workers(web)
     assert len(workers) == asgi_processes, f"daphne workers found in web: {workers}"
 
     async def body(clients):
         before = await fk.baseline_dam(portal, clients, "before-worker-kill")
 
         victim = clients[0].worker
-        assert victim and victim.isdigit(), f"no {sc.WORKER_HEADER} header on the handshake: {victim!r}"
+        assert victim and victim.isdigit(), f"no {WORKER_HEADER} header on the handshake: {victim!r}"
         pid = workers[int(victim)]
         os.kill(pid, signal.SIGKILL)
 
         await asyncio.to_thread(
-            sc.wait_until,
-            lambda: sc.daphne_workers(web).get(int(victim)) not in (None, pid),
+            wait_until,
+            lambda: docker.daphne_workers(web).get(int(victim)) not in (None, pid),
             60, 0.5, f"supervisord restarting ASGI worker {victim}",
         )
         after, t = await fk.add_dam(portal, "after-worker-kill")
@@ -52,7 +54,7 @@ def test_killed_asgi_worker_is_restarted_and_others_notice_nothing(portal, conta
         try:
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline and len(extra) < 60:
-                extra.append(await sc.NotificationClient(portal, label=f"x{len(extra)}").start())
+                extra.append(await NotificationClient(portal, label=f"x{len(extra)}").start())
                 landed.append(extra[-1].worker)
                 if landed[-1] == victim:
                     break

@@ -24,7 +24,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import stackclient as sc
+from stackctl import docker
+from stackctl.portal import ADD_PATH, CATCHUP_PATH, HYDROGRAPH_ASSIGN_PATH, WS_PATH, Portal, add_succeeded, dam_form, dam_json_path, unique_name, visible_text
+from stackctl.settings import Stack
+from tests.notifications import ws_headers, ws_origin
 
 settings.register_profile(
     "stack", max_examples=40, deadline=None, derandomize=False, database=None,
@@ -50,24 +53,24 @@ FIELD_MESSAGES = {
 
 
 @pytest.fixture(scope="module")
-def admin(target, credentials) -> sc.Portal:
-    return sc.Portal(target.base_url).login(*credentials)
+def admin(target, credentials) -> Portal:
+    return Portal(target.base_url).login(*credentials)
 
 
 _known_last = [0]
 
 
-def last_dam_id(portal: sc.Portal) -> int:
+def last_dam_id(portal: Portal) -> int:
     """The highest dam id. Asks only for dams after the last id seen (the answer's last_id is
     max(real last id, since)), so the check stays one small request however many dams exist."""
-    resp = portal.get(sc.CATCHUP_PATH, params={"since": _known_last[0]})
+    resp = portal.get(CATCHUP_PATH, params={"since": _known_last[0]})
     resp.raise_for_status()
     _known_last[0] = int(resp.json()["last_id"])
     return _known_last[0]
 
 
 def assert_clear_refusal(resp, expected: list[str], what: str):
-    text = sc.visible_text(resp.text)
+    text = visible_text(resp.text)
     assert resp.status_code != 500 and "Traceback" not in resp.text, f"{what}: HTTP {resp.status_code}: {text[:500]}"
     assert 400 <= resp.status_code < 500, f"{what}: expected a 4xx refusal, got HTTP {resp.status_code}: {text[:300]}"
     for pattern in expected:
@@ -159,7 +162,7 @@ BREAKERS = {"name": bad_text, "river": bad_text, "owner": bad_owner, "date-built
 @st.composite
 def broken_forms(draw):
     fields = draw(st.sets(st.sampled_from(sorted(BREAKERS)), min_size=1, max_size=5))
-    form = sc.dam_form("bad-" + uuid.uuid4().hex[:12])
+    form = dam_form("bad-" + uuid.uuid4().hex[:12])
     for f in fields:
         value = draw(BREAKERS[f])
         if value is None:
@@ -176,7 +179,7 @@ def broken_forms(draw):
 def test_malformed_dam_forms_are_refused_clearly_and_write_nothing(admin, case):
     fields, form = case
     before = last_dam_id(admin)
-    resp = admin.post(sc.ADD_PATH, form)
+    resp = admin.post(ADD_PATH, form)
     assert_clear_refusal(resp, ["Please fix errors"] + [FIELD_MESSAGES[f] for f in fields],
                          f"add dam with broken {fields}")
     assert last_dam_id(admin) == before, f"a refused add (broken {fields}) wrote a dam"
@@ -190,16 +193,16 @@ GOOD_POINTS = [[0.0, 10.0], [1.0, 25.5], [2.0, 12.0]]
 
 @pytest.fixture(scope="module")
 def hydro_dam(admin) -> int:
-    dam_id = sc.add_dam_checked(admin, sc.unique_name("badinput-hydrograph"))
-    resp = admin.post(sc.HYDROGRAPH_ASSIGN_PATH, {"dam-select": str(dam_id)},
+    dam_id = admin.add_dam_checked(unique_name("badinput-hydrograph"))
+    resp = admin.post(HYDROGRAPH_ASSIGN_PATH, {"dam-select": str(dam_id)},
                       files={"hydrograph-file": ("h.csv", GOOD_CSV, "text/csv")})
-    assert sc.add_succeeded(resp), f"assigning a valid hydrograph failed: HTTP {resp.status_code}"
+    assert add_succeeded(resp), f"assigning a valid hydrograph failed: HTTP {resp.status_code}"
     assert hydrograph_of(admin, dam_id) == GOOD_POINTS
     return dam_id
 
 
-def hydrograph_of(portal: sc.Portal, dam_id: int):
-    resp = portal.get(sc.dam_json_path(dam_id))
+def hydrograph_of(portal: Portal, dam_id: int):
+    resp = portal.get(dam_json_path(dam_id))
     resp.raise_for_status()
     return [[float(t), float(f)] for t, f in resp.json()["hydrograph"]]
 
@@ -245,7 +248,7 @@ def broken_csvs(draw):
 @given(case=broken_csvs())
 def test_malformed_csv_uploads_are_refused_clearly_and_keep_the_hydrograph(admin, hydro_dam, case):
     content, message = case
-    resp = admin.post(sc.HYDROGRAPH_ASSIGN_PATH, {"dam-select": str(hydro_dam)},
+    resp = admin.post(HYDROGRAPH_ASSIGN_PATH, {"dam-select": str(hydro_dam)},
                       files={"hydrograph-file": ("h.csv", content, "text/csv")})
     assert_clear_refusal(resp, ["Please fix errors", message], f"CSV upload {content[:80]!r}")
     assert hydrograph_of(admin, hydro_dam) == GOOD_POINTS, "a refused upload changed the hydrograph"
@@ -259,7 +262,7 @@ def test_malformed_csv_uploads_are_refused_clearly_and_keep_the_hydrograph(admin
 def test_bad_dam_choice_or_missing_file_is_refused(admin, hydro_dam, dam, with_file):
     data = {} if dam is None else {"dam-select": dam}
     files = {"hydrograph-file": ("h.csv", b"0,1\n1,2\n", "text/csv")} if with_file else None
-    resp = admin.post(sc.HYDROGRAPH_ASSIGN_PATH, data, files=files)
+    resp = admin.post(HYDROGRAPH_ASSIGN_PATH, data, files=files)
     expected = [r"\bDam is required|Choose a dam from the list"] + ([] if with_file else [r"CSV file .* is required"])
     assert_clear_refusal(resp, expected, f"assign with dam-select={dam!r}, file={with_file}")
     assert hydrograph_of(admin, hydro_dam) == GOOD_POINTS
@@ -267,7 +270,7 @@ def test_bad_dam_choice_or_missing_file_is_refused(admin, hydro_dam, dam, with_f
 
 def test_too_many_rows_is_refused_and_keeps_the_hydrograph(admin, hydro_dam):
     content = "\n".join(f"{i},{i % 97}" for i in range(20_001)).encode()
-    resp = admin.post(sc.HYDROGRAPH_ASSIGN_PATH, {"dam-select": str(hydro_dam)},
+    resp = admin.post(HYDROGRAPH_ASSIGN_PATH, {"dam-select": str(hydro_dam)},
                       files={"hydrograph-file": ("h.csv", content, "text/csv")})
     assert_clear_refusal(resp, [r"more than \d+ rows"], "CSV with 20,001 rows")
     assert hydrograph_of(admin, hydro_dam) == GOOD_POINTS
@@ -280,7 +283,7 @@ def test_too_many_rows_is_refused_and_keeps_the_hydrograph(admin, hydro_dam):
        deleted=st.one_of(st.none(), st.text(max_size=12)))
 def test_catch_up_query_never_500(admin, since, deleted):
     params = {"since": since} | ({} if deleted is None else {"deleted_since": deleted})
-    resp = admin.get(sc.CATCHUP_PATH, params=params)
+    resp = admin.get(CATCHUP_PATH, params=params)
     assert resp.status_code in (200, 400), f"catch-up with {params!r}: HTTP {resp.status_code}: {resp.text[:300]}"
     body = resp.json()
     if resp.status_code == 400:
@@ -295,7 +298,7 @@ def test_dam_json_unknown_ids_are_404_with_a_message(admin, dam_id):
     before = last_dam_id(admin)
     if 0 < dam_id <= before:
         dam_id = before + 10**6  # never one of the real dams
-    resp = admin.get(sc.dam_json_path(dam_id))
+    resp = admin.get(dam_json_path(dam_id))
     assert resp.status_code == 404, f"dam {dam_id}: HTTP {resp.status_code}: {resp.text[:200]}"
     assert resp.json().get("error"), "404 without a message"
 
@@ -305,16 +308,16 @@ def test_dam_json_unknown_ids_are_404_with_a_message(admin, dam_id):
 def test_csrf_is_enforced_on_add_and_upload(target, admin):
     before = last_dam_id(admin)
     for token in (None, "x" * 64):
-        data = sc.dam_form(sc.unique_name("csrf"))
+        data = dam_form(unique_name("csrf"))
         if token:
             data["csrfmiddlewaretoken"] = token
-        resp = admin.post(sc.ADD_PATH, data, csrf=False)
+        resp = admin.post(ADD_PATH, data, csrf=False)
         assert resp.status_code == 403, f"add without a valid CSRF token: HTTP {resp.status_code}"
-    resp = admin.post(sc.HYDROGRAPH_ASSIGN_PATH, {"dam-select": "1"}, csrf=False,
+    resp = admin.post(HYDROGRAPH_ASSIGN_PATH, {"dam-select": "1"}, csrf=False,
                       files={"hydrograph-file": ("h.csv", GOOD_CSV, "text/csv")})
     assert resp.status_code == 403, f"upload without a CSRF token: HTTP {resp.status_code}"
     # A cross-site post carrying a valid token but a foreign Origin is refused as well.
-    resp = admin.post(sc.ADD_PATH, sc.dam_form(sc.unique_name("csrf-origin")),
+    resp = admin.post(ADD_PATH, dam_form(unique_name("csrf-origin")),
                       headers={"Origin": "http://evil.example", "Referer": "http://evil.example/"})
     assert resp.status_code == 403, f"add with a foreign Origin: HTTP {resp.status_code}"
     assert last_dam_id(admin) == before, "a post refused for CSRF wrote a dam"
@@ -324,10 +327,10 @@ def _nginx_body_limit(containers) -> int:
     """Bytes nginx accepts in a request body: CLIENT_MAX_BODY_SIZE (the official image's name) as
     the web container sees it, else nginx's effective config, else nginx's default (1m)."""
     env = dict(kv.split("=", 1) for kv in json.loads(
-        sc.docker("inspect", "-f", "{{json .Config.Env}}", containers["web"]).stdout))
+        docker.docker("inspect", "-f", "{{json .Config.Env}}", containers["web"]).stdout))
     raw = env.get("CLIENT_MAX_BODY_SIZE")
     if not raw:
-        out = sc.docker("exec", containers["web"], "sh", "-c",
+        out = docker.docker("exec", containers["web"], "sh", "-c",
                         "grep -rhos 'client_max_body_size[^;]*' /etc/nginx /run /tmp /var/lib/tethys* /usr/lib/tethys* 2>/dev/null | head -1",
                         check=False).stdout
         raw = out.split()[-1] if out.split() else "1m"
@@ -342,7 +345,7 @@ def test_oversized_upload_is_refused_by_nginx_with_413(target, admin, containers
     host, port = target.host_port.rsplit(":", 1)
     size = limit + 1024 * 1024
     head = (
-        f"POST {sc.HYDROGRAPH_ASSIGN_PATH} HTTP/1.1\r\nHost: {target.host_port}\r\n"
+        f"POST {HYDROGRAPH_ASSIGN_PATH} HTTP/1.1\r\nHost: {target.host_port}\r\n"
         f"Cookie: {admin.cookie_header}\r\nContent-Type: multipart/form-data; boundary=x\r\n"
         f"Content-Length: {size}\r\nConnection: close\r\n\r\n"
     ).encode()
@@ -361,13 +364,13 @@ def test_oversized_upload_is_refused_by_nginx_with_413(target, admin, containers
 
 # ------------------------------------------------------------------ WebSocket frames
 
-async def _ws_round(portal: sc.Portal, frames: list[str | bytes]):
+async def _ws_round(portal: Portal, frames: list[str | bytes]):
     """Sends frames on a fresh socket, then a "ping": returns (pong?, close code)."""
     from websockets.asyncio.client import connect
     from websockets.exceptions import ConnectionClosed
 
-    async with connect(portal.base_url.replace("http", "ws", 1) + sc.WS_PATH,
-                       additional_headers=sc.ws_headers(portal), origin=sc.ws_origin(portal),
+    async with connect(portal.base_url.replace("http", "ws", 1) + WS_PATH,
+                       additional_headers=ws_headers(portal), origin=ws_origin(portal),
                        proxy=None, compression=None, max_size=2**20, open_timeout=10) as ws:
         try:
             for frame in frames:
@@ -401,13 +404,13 @@ def test_garbage_websocket_frames_do_not_break_the_socket(admin, batch):
     assert ok or code in (1003, 1008, 1009), f"after frames {[f[:40] for f in batch]!r} the socket stopped answering: {code}"
 
 
-async def _raw_garbage(target: sc.StackSettings, portal: sc.Portal, garbage: bytes) -> bytes:
+async def _raw_garbage(target: Stack, portal: Portal, garbage: bytes) -> bytes:
     """A real handshake, then raw bytes that are not valid WebSocket framing."""
     host, port = target.host_port.rsplit(":", 1)
     reader, writer = await asyncio.open_connection(host, int(port))
     try:
         writer.write((
-            f"GET {sc.WS_PATH} HTTP/1.1\r\nHost: {target.host_port}\r\nUpgrade: websocket\r\n"
+            f"GET {WS_PATH} HTTP/1.1\r\nHost: {target.host_port}\r\nUpgrade: websocket\r\n"
             f"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
             f"Sec-WebSocket-Version: 13\r\nOrigin: {portal.base_url}\r\nCookie: {portal.cookie_header}\r\n\r\n"
         ).encode())

@@ -7,32 +7,29 @@ from __future__ import annotations
 import os
 import subprocess
 
-import stackclient as sc
+from stackctl import docker
+from stackctl.portal import Portal, unique_name
+from stackctl.settings import ROOT, Stack
 
 
-def _make(make_target: str, target: sc.StackSettings, asgi_processes: int) -> None:
+def _make(make_target: str, target: Stack, asgi_processes: int) -> None:
     env = dict(os.environ)
     # Exactly the stack under test, whatever the caller's environment says.
-    env.update(
-        COMPOSE_PROJECT_NAME=target.project,
-        ENV_DIR=str(target.env_dir),
-        WEB_PORT=target.host_port.rsplit(":", 1)[1],
-        ASGI_PROCESSES=str(asgi_processes),
-    )
-    proc = subprocess.run(["make", "--no-print-directory", make_target], cwd=sc.REPO_ROOT, env=env,
+    env.update(target.compose_variables(), ASGI_PROCESSES=str(asgi_processes))
+    proc = subprocess.run(["make", "--no-print-directory", make_target], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, f"make {make_target} failed ({proc.returncode}):\n{proc.stderr[-2000:]}"
 
 
 def test_make_down_then_up_keeps_all_data(target, credentials, portal, asgi_processes):
-    sc.add_dam_checked(portal, sc.unique_name("before-down-up"))
+    portal.add_dam_checked(unique_name("before-down-up"))
     before = sorted((int(d["id"]), d["name"]) for d in portal.all_dams())
 
     _make("down", target, asgi_processes)
-    assert not sc.docker("ps", "-q", "--filter", f"label=com.docker.compose.project={target.project}").stdout.strip(), \
+    assert not docker.docker("ps", "-q", "--filter", f"label=com.docker.compose.project={target.project}").stdout.strip(), \
         "make down left containers running"
     _make("up", target, asgi_processes)
 
-    again = sc.Portal(target.base_url).login(*credentials)  # the admin account survived too
+    again = Portal(target.base_url).login(*credentials)  # the admin account survived too
     after = sorted((int(d["id"]), d["name"]) for d in again.all_dams())
     assert after == before, f"dams changed across down/up: lost {set(before) - set(after)}, new {set(after) - set(before)}"

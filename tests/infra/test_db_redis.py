@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from stacklib import APP_DB
+from tests.stack import APP_DB
 
 # psql inside the db container, as the image's superuser, over its local socket; PGPASSWORD from
 # the container's own env (or *_FILE) in case local connections ask for it.

@@ -4,7 +4,7 @@ the suites allow."""
 
 import pytest
 
-from stacklib import run
+from stackctl import docker, images
 
 REASON = ("GeoServer cannot exist on this machine: no container registry to pull "
           "tethysplatform/geoserver and no Debian/PyPI package carries it")
@@ -15,16 +15,10 @@ def geoserver(stack):
     containers = stack.containers()
     if "geoserver" in containers:
         return containers["geoserver"]
-    image = stack_env_image()
-    if image and run(["docker", "image", "inspect", image], check=False).returncode == 0:
+    image = images.compose_variables()["GEOSERVER_IMAGE"]
+    if docker.image_exists(image):
         pytest.fail(f"the GeoServer image {image} is here but the stack runs no geoserver service")
     pytest.skip(REASON)
-
-
-def stack_env_image():
-    from stacklib import ROOT, read_env_file
-
-    return read_env_file(ROOT / "build/images.env").get("GEOSERVER_IMAGE")
 
 
 def test_geoserver_is_healthy_and_unpublished(stack, geoserver):

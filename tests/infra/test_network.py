@@ -4,7 +4,9 @@ import uuid
 
 import pytest
 
-from stacklib import PROJECT, WEB_PORT, docker_inspect, run
+from stackctl.docker import inspect as docker_inspect
+from stackctl.docker import run
+from stackctl.settings import TEST_STACK
 
 INTERNAL_SERVICES = ("db", "redis", "geoserver")
 
@@ -38,7 +40,7 @@ def test_web_is_published_on_loopback_only(stack):
     for port, host_ip, host_port in binds:
         assert port == "8080/tcp", f"web publishes container port {port}"
         assert host_ip == "127.0.0.1", f"web is published on {host_ip or 'every interface'}"
-        assert host_port == str(WEB_PORT)
+        assert host_port == str(TEST_STACK.port)
 
 
 def _networks(info):
@@ -91,7 +93,7 @@ def test_from_the_external_network_db_and_redis_are_unreachable(stack, network_r
     web_ip = _networks(stack.inspect("web"))[external]["IPAddress"]
     targets.append(f"{web_ip}:8080")
     image = stack.inspect("web")["Image"]
-    name = f"{PROJECT}-netprobe-{uuid.uuid4().hex[:8]}"
+    name = f"{TEST_STACK.project}-netprobe-{uuid.uuid4().hex[:8]}"
     try:
         out = run(
             ["docker", "run", "--rm", "--name", name, "--network", external, "--user", "65534:65534",

@@ -2,13 +2,42 @@
 not in the build history (ARG/RUN lines), not in the image config (ENV, labels)."""
 
 import json
+import re
 import subprocess
+from pathlib import Path
 
 import pytest
 
-from stacklib import ENV_DIR, ROOT, docker_inspect, run, secret_values
+from stackctl.docker import inspect as docker_inspect
+from stackctl.docker import run
+from stackctl.envfiles import read_env_file, resolve
+from stackctl.settings import ROOT, TEST_STACK
+
+ENV_DIR = TEST_STACK.env_dir
+# Env keys whose values are secrets; shorter values ("postgres", ports) would match anywhere.
+SECRET_KEY_RE = re.compile(r"(PASSWORD|_PASS|SECRET|SECRET_KEY|TOKEN|PRIVATE_KEY)$")
+MIN_SECRET_LEN = 8
 
 CHUNK = 8 * 1024 * 1024
+
+
+def secret_values(dirs: list[Path]) -> dict[str, str]:
+    """{value: where} for every secret of the env files and secret files in `dirs`."""
+    found: dict[str, str] = {}
+    for directory in dirs:
+        for path in sorted(directory.glob("*.env")):
+            values = read_env_file(path)
+            for key in values:
+                name = key.removesuffix("_FILE")
+                value = resolve(values, name) if SECRET_KEY_RE.search(name) else None
+                if value and len(value) >= MIN_SECRET_LEN:
+                    found[value] = f"{path.relative_to(ROOT)}:{name}"
+        for path in sorted((directory / "secrets").glob("*")):
+            if path.is_file() and not path.name.startswith("."):
+                value = path.read_text().strip()
+                if len(value) >= MIN_SECRET_LEN:
+                    found.setdefault(value, str(path.relative_to(ROOT)))
+    return found
 
 
 @pytest.fixture(scope="module")

@@ -119,7 +119,7 @@ def asgi_processes(stack):
 
 
 def test_test_stack_runs_three_asgi_processes(asgi_processes):
-    # scripts/test.sh sets ASGI_PROCESSES=3 in env/test/web.env: the e2e suite relies on it.
+    # tests/conftest.py sets ASGI_PROCESSES=3 for the test stack: the e2e suite relies on it.
     assert asgi_processes == 3
 
 

@@ -1,34 +1,70 @@
-"""Fixtures for the app's tests. scripts/unit.sh provides: a local PostgreSQL + PostGIS (PG*
-env), a TETHYS_HOME whose portal_config.yml points Django's default database at it, and the
-app's source on PYTHONPATH.
+"""Fixtures of the app's unit tests. Collecting this directory prepares, once per run:
+a project-local PostgreSQL + PostGIS cluster (stackctl.localpg), a throw-away TETHYS_HOME whose
+portal_config.yml points Django's default database at it, and Django itself (pytest-django
+then creates the portal's test database).
 
-How Tethys settings resolve here: pytest-django creates the portal's test database; once, in
-`django_db_setup`, the app is synced into it (TethysApp row, custom setting, permissions), a
-PersistentStoreService pointing at the local cluster is created and linked to `primary_db`
-exactly as `tethys link` does, and the store database is (re)created through Tethys, which
-enables PostGIS and runs the app's initializer. Those rows are committed outside the per-test
-transactions, so every test sees them.
+How Tethys settings resolve here: once, in `django_db_setup`, the app is synced into the test
+database (TethysApp row, custom setting, permissions), a persistent store service pointing at
+the local cluster is created and linked to `primary_db`, and the store database is created
+through Tethys, which enables PostGIS and runs the app's initializer. Those rows are committed
+outside the per-test transactions, so every test sees them.
 """
 
 import os
+from pathlib import Path
 
 import pytest
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from sqlalchemy import text
 
+from tests.unit.factories import make_user
+
 PS_SERVICE = "unit_ps"
+UNIT_CLUSTER = "pg-unit"
+UNIT_DATABASE = "tethys_unit"
+# Host names the test client and the JS client tests use.
+ALLOWED_HOSTS = ["testserver", "localhost", "127.0.0.1", "portal.example.org"]
 
 
-def _require_pg():
-    missing = [k for k in ("PGHOST", "PGPORT", "PGPASSWORD") if not os.environ.get(k)]
-    if missing:
-        pytest.exit(f"run the unit tests with scripts/unit.sh (missing env: {', '.join(missing)})", 2)
+def _bootstrap_django() -> None:
+    """The local cluster, TETHYS_HOME and django.setup(), before any test module imports
+    Tethys. Tethys registers the apps' URLs when Django starts, which needs the configured
+    database to exist (empty is enough), or the app's URLs are silently missing."""
+    import atexit
+    import secrets
+    import shutil
+    import tempfile
+
+    import django
+    import yaml
+
+    from stackctl.localpg import ensure_cluster, ensure_database
+
+    os.environ.update(ensure_cluster(UNIT_CLUSTER))
+    ensure_database(dict(os.environ), UNIT_DATABASE)
+    home = tempfile.mkdtemp(prefix="dam-unit-tethys.")
+    atexit.register(shutil.rmtree, home, True)
+    config = {"settings": {
+        "SECRET_KEY": secrets.token_urlsafe(40),
+        "DEBUG": False,
+        "ALLOWED_HOSTS": ALLOWED_HOSTS,
+        "DATABASES": {"default": {
+            "ENGINE": "django.db.backends.postgresql", "NAME": UNIT_DATABASE, "USER": os.environ["PGUSER"],
+            "PASSWORD": os.environ["PGPASSWORD"], "HOST": os.environ["PGHOST"], "PORT": int(os.environ["PGPORT"]),
+        }},
+    }}
+    Path(home, "portal_config.yml").write_text(yaml.safe_dump(config))
+    os.environ["TETHYS_HOME"] = home
+    os.environ["DJANGO_SETTINGS_MODULE"] = "tethys_portal.settings"
+    django.setup()
+
+
+_bootstrap_django()
 
 
 @pytest.fixture(scope="session")
 def django_db_setup(django_db_setup, django_db_blocker):
-    _require_pg()
     from tethys_apps.models import TethysApp
     from tethys_apps.utilities import link_service_to_app_setting
     from tethys_services.models import PostgresPersistentStoreService as PersistentStoreService
@@ -88,28 +124,16 @@ def session(store_engine):
     s.close()
 
 
-def _user(django_user_model, username, *groups, superuser=False):
-    from django.contrib.auth.models import Group
-
-    if superuser:
-        user = django_user_model.objects.create_superuser(username, f"{username}@example.org", "pw")
-    else:
-        user = django_user_model.objects.create_user(username, f"{username}@example.org", "pw")
-    for g in groups:
-        user.groups.add(Group.objects.get(name=g))
-    return user
-
-
 @pytest.fixture
 def editor(db, django_user_model):
     """Member of the app's `admin` permission group: add_dams and delete_dams."""
-    return _user(django_user_model, "editor", "dam_inventory:admin")
+    return make_user(django_user_model, "editor", "dam_inventory:admin")
 
 
 @pytest.fixture
 def viewer(db, django_user_model):
     """Logged in, no app permission."""
-    return _user(django_user_model, "viewer")
+    return make_user(django_user_model, "viewer")
 
 
 @pytest.fixture
@@ -166,16 +190,3 @@ def listener():
     lst = GroupListener()
     yield lst
     lst.close()
-
-
-def dam_form(**overrides):
-    data = {
-        "name": "Hoover",
-        "owner": "Reclamation",
-        "river": "Colorado",
-        "date-built": "1936-03-01",
-        "geometry": '{"type":"GeometryCollection","geometries":[{"type":"Point","coordinates":[-114.737,36.016]}]}',
-        "add-button": "add",
-    }
-    data.update(overrides)
-    return {k: v for k, v in data.items() if v is not None}

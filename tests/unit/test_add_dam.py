@@ -9,7 +9,7 @@ from django.urls import reverse
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
-from conftest import dam_form
+from tests.unit.factories import dam_form
 
 ADD = "/apps/dam-inventory/dams/add/"
 TOMORROW = (dt.date.today() + dt.timedelta(days=1)).isoformat()

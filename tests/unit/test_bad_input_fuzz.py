@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
-from conftest import dam_form
+from tests.unit.factories import dam_form
 
 FUZZ = settings(
     max_examples=60,

@@ -4,7 +4,7 @@ notified after commit, recorded for catch-up)."""
 import pytest
 from sqlalchemy import text
 
-from conftest import _user, dam_form
+from tests.unit.factories import dam_form, make_user
 
 SINCE = "/apps/dam-inventory/dams/since/"
 ADD = "/apps/dam-inventory/dams/add/"
@@ -83,13 +83,13 @@ def test_other_users_cannot_delete_but_an_admin_can(
     a = add(editor_client, store_engine, "A")
     listener.pending()
     # A logged-in user who neither created it nor has delete_dams.
-    other = _user(django_user_model, "other")
+    other = make_user(django_user_model, "other")
     client.force_login(other)
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         assert client.get(f"/apps/dam-inventory/dams/{a}/delete/").status_code == 403
         assert client.post(f"/apps/dam-inventory/dams/{a}/delete/").status_code == 403
     assert callbacks == [] and listener.pending() == []
-    admin = _user(django_user_model, "root", superuser=True)
+    admin = make_user(django_user_model, "root", superuser=True)
     client.force_login(admin)
     assert client.post(f"/apps/dam-inventory/dams/{a}/delete/").status_code == 302
     with store_engine.connect() as conn:

@@ -5,7 +5,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from sqlalchemy import text
 
-from conftest import dam_form
+from tests.unit.factories import dam_form
 from tethysapp.dam_inventory.validation import MAX_CSV_BYTES
 
 ASSIGN = "/apps/dam-inventory/hydrographs/assign/"

@@ -60,7 +60,7 @@ window.TETHYS_MAP_VIEW = {getMap: () => fakeMap};
 def browser(harness_html):
     # harness_html first: Django refuses to run inside the event loop Playwright's sync API starts.
     if not Path(CHROMIUM).exists():
-        pytest.fail("chromium is missing: apt-get install chromium (scripts/unit.sh installs it)")
+        pytest.fail("chromium is missing: apt-get install chromium (make test installs it)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:

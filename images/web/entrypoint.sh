@@ -14,20 +14,8 @@ SECRETS=(SECRET_KEY POSTGRES_PASSWORD TETHYS_DB_PASSWORD TETHYS_DB_SUPERUSER_PAS
 log() { printf '[entrypoint] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
-# docker-library style: NAME or NAME_FILE, never both; the value ends up in NAME.
-file_env() {
-  local name=$1 file_var="${1}_FILE"
-  local value=${!name:-} file=${!file_var:-}
-  if [[ -n $value && -n $file ]]; then
-    die "both $name and $file_var are set: keep one"
-  fi
-  if [[ -n $file ]]; then
-    [[ -r $file ]] || die "$file_var points to '$file', which is not a readable file"
-    value=$(<"$file")
-  fi
-  export "$name=$value"
-  unset "$file_var"
-}
+# shellcheck source=../file_env.sh
+source /usr/local/lib/file_env.sh
 
 resolve_secrets() {
   local name

@@ -1,0 +1,87 @@
+"""`python -m stackctl COMMAND`: the stack's operations (the Makefile's targets call these).
+
+The stack acted on is named by COMPOSE_PROJECT_NAME, ENV_DIR, WEB_BIND and WEB_PORT
+(default: dam-inventory, env/, 127.0.0.1:8080), so a second stack can run beside the first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from pathlib import Path
+
+from stackctl import console, docker, envfiles, images
+from stackctl.compose import Compose
+from stackctl.console import StackError, say
+from stackctl.lifecycle import clean, up, welcome
+from stackctl.settings import ROOT, Stack
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m stackctl", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("up", help="build what is missing, start the stack, wait until it is healthy")
+    sub.add_parser("down", help="stop the stack (data volumes are kept)")
+    p = sub.add_parser("clean", help="remove the stack AND its data volumes")
+    p.add_argument("--confirm", action="store_true", help="really delete (otherwise: only list)")
+    sub.add_parser("env", help="write the env files and secrets (make up does it too)")
+    sub.add_parser("images", help="build or pull every image")
+    p = sub.add_parser("compose", help="run compose for this stack: compose ARGS...")
+    p.add_argument("args", nargs=argparse.REMAINDER)
+    p = sub.add_parser("backup", help="dump the portal and app databases to an archive")
+    p.add_argument("--dir", default=os.environ.get("BACKUP_DIR") or str(ROOT / "backups"))
+    p = sub.add_parser("restore", help="load an archive of `backup` into the running stack")
+    p.add_argument("file", nargs="?", default=os.environ.get("FILE") or "")
+    p.add_argument("--timeout", type=float, default=float(os.environ.get("RESTORE_TIMEOUT", "300")))
+    # Commands whose code lives in their own module, with their own options.
+    for name, help_text in (("bench", "fan-out benchmark: ours against the Tethys docs' setup"),
+                            ("measure", "first start, restart and stop times of web"),
+                            ("dev", "run the portal with the app locally, without Docker"),
+                            ("test", "every test suite (one pytest run)")):
+        p = sub.add_parser(name, help=help_text, add_help=False)
+        p.add_argument("args", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    console.set_tag(args.command)
+    stack = Stack.from_environment()
+    try:
+        if args.command in ("bench", "measure", "dev", "test"):
+            return importlib.import_module(f"stackctl.{args.command}").main(args.args)
+        if args.command == "env":
+            envfiles.write_env_files(stack)
+            return 0
+        if args.command == "images":
+            images.prepare()
+            return 0
+        docker.require()
+        compose = Compose(stack)
+        if args.command == "up":
+            up(stack)
+            welcome(stack)
+        elif args.command == "down":
+            compose("down", capture=False)
+        elif args.command == "clean":
+            return clean(compose, args.confirm or os.environ.get("CONFIRM") == "1")
+        elif args.command == "compose":
+            return compose(*args.args, check=False, capture=False).returncode
+        elif args.command == "backup":
+            from stackctl.backup import backup
+
+            print(backup(compose, Path(args.dir)))
+        elif args.command == "restore":
+            from stackctl.backup import restore
+
+            if not args.file:
+                raise StackError("which backup? make restore FILE=backups/<name>.tar (ls backups/)")
+            restore(compose, Path(args.file), args.timeout)
+        return 0
+    except StackError as exc:
+        say(f"ERROR: {exc}")
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""The one wait-until-healthy loop: `make up`, `make restore`, the benchmarks and the tests all
+wait for a stack's services through it. It fails fast, with the service's last log lines, on
+a container that exits, turns unhealthy or keeps crashing at start."""
+
+from __future__ import annotations
+
+import time
+
+from stackctl import docker
+from stackctl.compose import Compose
+from stackctl.console import StackError, Ticker, say
+
+POLL_SECONDS = 1.0
+# A service that crashes at start is restarted forever by its restart policy: after this
+# many restarts during one wait, stop waiting and show why.
+MAX_RESTARTS = 3
+FAILED_STATES = {"unhealthy", "exited", "dead", "missing"}
+
+
+def wait_healthy(compose: Compose, services, timeout: float = 300, *, quiet: bool = False,
+                 fail_fast: bool = True) -> float:
+    """Waits until every service's container is healthy; returns the seconds it took.
+    fail_fast=False waits through failed states too (a fault test recovering a service)."""
+    services = list(services)
+    ids = {s: compose.container_id(s) for s in services}
+    restarts0 = {s: docker.restart_count(cid) for s, cid in ids.items() if cid}
+    ticker = Ticker()
+    if not quiet:
+        say(f"waiting up to {timeout:.0f}s for {', '.join(services)} to be healthy")
+    while True:
+        states = {s: compose.state(s) for s in services}
+        for service, state in states.items():
+            if not fail_fast:
+                break
+            if state in FAILED_STATES:
+                _fail(compose, service, f"{service} is {state}")
+            cid = ids.get(service) or compose.container_id(service)
+            if cid and docker.restart_count(cid) - restarts0.get(service, 0) >= MAX_RESTARTS:
+                _fail(compose, service, f"{service} keeps crashing at start (restarted {MAX_RESTARTS} times)")
+        line = " ".join(f"{s}={state}" for s, state in states.items())
+        if all(state == "healthy" for state in states.values()):
+            if not quiet:
+                say(f"all healthy after {ticker.elapsed:.0f}s")
+            return ticker.elapsed
+        if not quiet:
+            ticker.update(line)
+        if ticker.elapsed > timeout:
+            _fail(compose, None, f"not healthy after {timeout:.0f}s: {line}")
+        time.sleep(POLL_SECONDS)
+
+
+def _fail(compose: Compose, service: str | None, reason: str):
+    detail = ""
+    if service and (cid := compose.container_id(service)):
+        tail = docker.logs_tail(cid).rstrip().replace("\n", "\n    ")
+        detail = f"\nlast lines of {service}'s log:\n    {tail}"
+    raise StackError(f"{reason}{detail}\nsee what went wrong with: make logs")

@@ -1,0 +1,61 @@
+"""A stack's life: `make up` (images, env files, start, wait for health), the welcome it
+prints, and `make clean`."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from stackctl import envfiles, images
+from stackctl.compose import Compose
+from stackctl.console import say
+from stackctl.health import wait_healthy
+from stackctl.settings import Stack
+
+UP_TIMEOUT = float(os.environ.get("UP_TIMEOUT", "300"))
+
+
+def services(compose: Compose) -> list[str]:
+    return ["db", "redis", *(["geoserver"] if images.geoserver_included() else []), "web"]
+
+
+def up(stack: Stack, overrides: dict[str, str] | None = None) -> Compose:
+    """Builds what is missing, writes the env files on the first run, starts the stack and
+    waits until every service is healthy."""
+    images.prepare()
+    envfiles.write_env_files(stack, overrides)
+    compose = Compose(stack)
+    compose.announce()
+    say("starting the stack")
+    compose("up", "-d", "--remove-orphans", capture=False)
+    wait_healthy(compose, services(compose), UP_TIMEOUT)
+    return compose
+
+
+def welcome(stack: Stack) -> None:
+    web = envfiles.read_env_file(stack.env_file("web"))
+    secret = web.get("PORTAL_SUPERUSER_PASSWORD_FILE") or f"{stack.env_dir_ref}/secrets/portal_superuser_password"
+    geoserver = ("GeoServer runs inside the stack (internal network only)." if images.geoserver_included()
+                 else "GeoServer is NOT part of this stack (no registry to pull it from).")
+    print(f"""
+  Dam inventory is up:  {stack.base_url}/apps/dam-inventory/
+  Admin login: user '{web.get('PORTAL_SUPERUSER_NAME') or 'admin'}', password in the file {secret}
+      cat {secret}
+  {geoserver}
+  Stop: make down (keeps data)   Logs: make logs   State: make ps
+""", file=sys.stderr)
+
+
+def clean(compose: Compose, confirm: bool) -> int:
+    if not confirm:
+        say(f"this would delete the stack {compose.stack.project!r} and ALL its data volumes:")
+        for volume in compose.volumes():
+            say(f"    {volume}")
+        say("nothing deleted. To really do it: make clean CONFIRM=1   (make backup first?)")
+        return 2
+    say(f"removing the stack {compose.stack.project!r} and its volumes")
+    # Every profile, so a GeoServer container and volume go too.
+    os.environ["COMPOSE_PROFILES"] = "geoserver"
+    compose("down", "--volumes", "--remove-orphans", capture=False)
+    say(f"done; the env files in {compose.stack.env_dir_ref} are kept (delete them too for new secrets)")
+    return 0

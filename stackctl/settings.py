@@ -1,0 +1,95 @@
+"""Which stack a command acts on, and the pinned versions every image choice starts from.
+
+A stack is a compose project with its own env files, secrets and published port, so the
+test stack runs beside the operator's: both are `Stack` values, read from the environment
+(COMPOSE_PROJECT_NAME, ENV_DIR, WEB_BIND, WEB_PORT) or given by the caller.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BUILD_DIR = ROOT / "build"
+VERSIONS_FILE = ROOT / "images" / "versions.env"
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+ENV_EXAMPLES_DIR = ROOT / "env"
+
+DEFAULT_PROJECT = "dam-inventory"
+DEFAULT_ENV_DIR = "env"
+DEFAULT_BIND = "127.0.0.1"
+DEFAULT_PORT = 8080
+
+
+def versions() -> dict[str, str]:
+    """The pins of images/versions.env."""
+    from stackctl.envfiles import read_env_file
+
+    return read_env_file(VERSIONS_FILE)
+
+
+@dataclass(frozen=True)
+class Stack:
+    project: str = DEFAULT_PROJECT
+    env_dir: Path = ROOT / DEFAULT_ENV_DIR
+    bind: str = DEFAULT_BIND
+    port: int = DEFAULT_PORT
+
+    @classmethod
+    def from_environment(cls, environ: dict[str, str] | None = None) -> "Stack":
+        environ = os.environ if environ is None else environ
+        env_dir = Path(environ.get("ENV_DIR") or DEFAULT_ENV_DIR)
+        return cls(
+            project=environ.get("COMPOSE_PROJECT_NAME") or DEFAULT_PROJECT,
+            env_dir=env_dir if env_dir.is_absolute() else ROOT / env_dir,
+            bind=environ.get("WEB_BIND") or DEFAULT_BIND,
+            port=int(environ.get("WEB_PORT") or DEFAULT_PORT),
+        )
+
+    def with_changes(self, **changes) -> "Stack":
+        return replace(self, **changes)
+
+    @property
+    def env_dir_ref(self) -> str:
+        """ENV_DIR as written in env files and handed to compose: relative to the checkout
+        when inside it, so it reads the same on every clone."""
+        try:
+            return str(self.env_dir.relative_to(ROOT))
+        except ValueError:
+            return str(self.env_dir)
+
+    @property
+    def host(self) -> str:
+        return "localhost" if self.bind == "0.0.0.0" else self.bind
+
+    @property
+    def host_port(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host_port}"
+
+    def env_file(self, service: str) -> Path:
+        return self.env_dir / f"{service}.env"
+
+    @property
+    def secrets_dir(self) -> Path:
+        return self.env_dir / "secrets"
+
+    def compose_variables(self) -> dict[str, str]:
+        """What docker-compose.yml interpolates for this stack."""
+        return {
+            "COMPOSE_PROJECT_NAME": self.project,
+            "ENV_DIR": self.env_dir_ref,
+            "WEB_BIND": self.bind,
+            "WEB_PORT": str(self.port),
+        }
+
+
+# The stack `make test` brings up beside the operator's: its own project, env files and
+# port, and three workers, so a notification is proven to cross worker processes.
+TEST_STACK = Stack(project="dam-inventory-test", env_dir=ROOT / "env" / "test", port=18080)
+TEST_ASGI_PROCESSES = 3

@@ -1,0 +1,232 @@
+"""The tests' WebSocket notification client: it connects with a logged-in session's cookie,
+reconnects with exponential backoff after a drop and catches up through the catch-up
+endpoint on every open. HTTP goes through stackctl.portal (the one portal client)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+from stackctl.portal import WORKER_HEADER, Portal
+
+
+def dam_from_event(event: Any) -> dict | None:
+    """The dam carried by a new-dam WebSocket event, or None for any other event.
+
+    Tolerant of the envelope ({"type": "dam_added", "dam": {...}}, {"message": ..., "dam": ...}
+    or the dam's fields at top level); delete events are not adds.
+    """
+    if not isinstance(event, dict):
+        return None
+    kind = str(event.get("type") or event.get("event") or event.get("action") or "").lower()
+    if "delet" in kind or "remov" in kind:
+        return None
+    dam = event.get("dam")
+    if isinstance(dam, dict) and "id" in dam:
+        return dam
+    if "id" in event and "name" in event:
+        return event
+    return None
+
+
+# --------------------------------------------------------------------------- WebSocket
+
+
+def ws_headers(portal: Portal) -> dict[str, str]:
+    return {"Cookie": portal.cookie_header}
+
+
+def ws_origin(portal: Portal) -> str:
+    return portal.base_url
+
+
+@dataclass
+class Seen:
+    at: float  # time.monotonic() of arrival
+    how: str  # "live" or "catch-up"
+
+
+@dataclass
+class NotificationClient:
+    """Behaves like the app's JS client (public/js/dam_inventory.js): after a drop it reconnects
+    with exponential backoff (1 s doubling to 30 s, half of it jitter), and on EVERY open asks the
+    catch-up endpoint for the dams after the last id it saw, so no dam is missed.
+
+    `connections` counts successful handshakes (1 = never dropped); `workers` lists the
+    X-Asgi-Worker of each of them; `closes` the close codes the server sent.
+    """
+
+    portal: Portal
+    label: str = "client"
+    last_id: int = 0  # like the page: the last dam id known when the client starts
+    backoff_min: float = 1.0
+    backoff_max: float = 30.0
+    seen: dict[int, Seen] = field(default_factory=dict)
+    connections: int = 0
+    workers: list[str] = field(default_factory=list)
+    closes: list[int | None] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        self._changed = asyncio.Event()
+        self._connected = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._ws = None
+        self._stop = False
+        self._attempts = 0
+
+    @property
+    def worker(self) -> str | None:
+        return self.workers[-1] if self.workers else None
+
+    async def start(self, timeout: float = 15) -> "NotificationClient":
+        self._task = asyncio.create_task(self._run(), name=self.label)
+        await asyncio.wait_for(self._connected.wait(), timeout)
+        return self
+
+    async def stop(self):
+        self._stop = True
+        if self._ws is not None:
+            await self._ws.close()
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+
+    def _note(self, dam: dict, how: str):
+        try:
+            dam_id = int(dam["id"])
+        except (KeyError, TypeError, ValueError):
+            return
+        if dam_id not in self.seen:
+            self.seen[dam_id] = Seen(time.monotonic(), how)
+        self.last_id = max(self.last_id, dam_id)
+        self._changed.set()
+
+    async def _catch_up(self, ws):
+        """Like the JS: a failed catch-up is retried with backoff while this socket stays open."""
+        failures = 0
+        while self._ws is ws and not self._stop:
+            try:
+                dams = await asyncio.to_thread(self.portal.dams_since, self.last_id)
+            except Exception as exc:
+                self.errors.append(f"catch-up: {type(exc).__name__}: {exc}"[:200])
+                await asyncio.sleep(min(self.backoff_max, self.backoff_min * 2 ** failures))
+                failures += 1
+                continue
+            for dam in dams:
+                self._note(dam, "catch-up")
+            return
+
+    def _backoff(self) -> float:
+        base = min(self.backoff_max, self.backoff_min * 2 ** self._attempts)
+        self._attempts += 1
+        return base / 2 + random.random() * base / 2
+
+    async def _run(self):
+        import websockets
+        from websockets.asyncio.client import connect
+
+        while not self._stop:
+            try:
+                async with connect(
+                    self.portal.ws_url,
+                    additional_headers=ws_headers(self.portal),
+                    origin=ws_origin(self.portal),
+                    proxy=None,
+                    compression=None,
+                    open_timeout=10,
+                    # Like a browser: no client pings; a dead peer shows up as a close.
+                    ping_interval=None,
+                ) as ws:
+                    self._ws = ws
+                    self._attempts = 0
+                    self.connections += 1
+                    self.workers.append(ws.response.headers.get(WORKER_HEADER, "?"))
+                    self._connected.set()
+                    catch_up = asyncio.create_task(self._catch_up(ws))
+                    try:
+                        async for raw in ws:
+                            try:
+                                dam = dam_from_event(json.loads(raw))
+                            except ValueError:
+                                continue
+                            if dam:
+                                self._note(dam, "live")
+                    finally:
+                        self._ws = None
+                        catch_up.cancel()
+                    self.closes.append(ws.close_code)
+            except asyncio.CancelledError:
+                raise
+            except websockets.ConnectionClosed as exc:
+                # No close frame from the server = 1006 (abnormal closure), as a browser reports it.
+                self.closes.append(exc.rcvd.code if exc.rcvd else 1006)
+            except Exception as exc:  # refused, reset, 502 during a restart: retry like the JS
+                self.errors.append(f"{type(exc).__name__}: {exc}"[:200])
+            finally:
+                self._ws = None
+            if self._stop:
+                return
+            if self.closes and self.closes[-1] == 4401:  # logged out: the JS client stops too
+                self.errors.append("closed 4401 (not logged in): stopped")
+                return
+            await asyncio.sleep(self._backoff())
+
+    async def wait_for(self, dam_ids: Iterable[int], timeout: float) -> bool:
+        """True once every id in dam_ids was seen (live or by catch-up) within timeout."""
+        want = set(dam_ids)
+        deadline = time.monotonic() + timeout
+        while not want <= self.seen.keys():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), min(left, 0.5))
+            except asyncio.TimeoutError:
+                # A client that is connected but got nothing may have missed an event while
+                # its socket looked healthy: the JS client only catches up on reconnect, so
+                # we do too; just keep waiting.
+                pass
+        return True
+
+
+async def open_clients_on_every_worker(
+    portal: Portal, workers: int, per_worker: int = 1, max_attempts: int = 60
+) -> list[NotificationClient]:
+    """Open clients until each of `workers` workers holds at least `per_worker` of them.
+
+    nginx balances round-robin, so this normally takes workers*per_worker connections; extra
+    clients that land on an already-full worker are kept too (they are clients like any other).
+    """
+    clients: list[NotificationClient] = []
+    counts: dict[str, int] = {}
+    last_id = await asyncio.to_thread(portal.last_dam_id)
+    for attempt in range(max_attempts):
+        client = await NotificationClient(portal, label=f"c{attempt}", last_id=last_id).start()
+        clients.append(client)
+        counts[client.worker] = counts.get(client.worker, 0) + 1
+        if len(counts) >= workers and all(v >= per_worker for v in counts.values()):
+            return clients
+    for c in clients:
+        await c.stop()
+    raise RuntimeError(f"after {max_attempts} connections the clients landed only on workers {counts}")
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, poll: float = 0.5, what: str = "condition") -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        try:
+            if predicate():
+                return time.monotonic() - start
+        except Exception:
+            pass
+        time.sleep(poll)
+    raise TimeoutError(f"{what} not reached within {timeout:.0f}s")

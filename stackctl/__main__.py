@@ -18,6 +18,7 @@ from stackctl.console import StackError, say
 from stackctl.lifecycle import clean, up, welcome
 from stackctl.settings import ROOT, Stack
 
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m stackctl", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

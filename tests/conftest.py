@@ -22,7 +22,8 @@ import pytest
 from stackctl import docker, envfiles, images
 from stackctl.console import StackError
 from stackctl.lifecycle import up
-from stackctl.portal import Portal, admin_credentials as stack_admin
+from stackctl.portal import Portal
+from stackctl.portal import admin_credentials as stack_admin
 from stackctl.settings import BUILD_DIR, TEST_ASGI_PROCESSES, TEST_STACK
 from tests.stack import TestStack
 

@@ -9,9 +9,9 @@ import asyncio
 import os
 import signal
 
-from tests.faults import faultkit as fk
 from stackctl import docker
 from stackctl.portal import Portal, add_succeeded, unique_name, visible_text
+from tests.faults import faultkit as fk
 from tests.notifications import wait_until
 
 

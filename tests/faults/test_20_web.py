@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.faults import faultkit as fk
 from stackctl import docker
+from tests.faults import faultkit as fk
 
 
 def test_web_restart_clients_reconnect_catch_up_and_dams_persist(stack, portal, containers, asgi_processes):

@@ -7,9 +7,9 @@ import os
 import signal
 import time
 
-from tests.faults import faultkit as fk
 from stackctl import docker
 from stackctl.portal import WORKER_HEADER
+from tests.faults import faultkit as fk
 from tests.notifications import NotificationClient, wait_until
 
 

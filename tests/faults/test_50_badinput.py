@@ -25,7 +25,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from stackctl import docker
-from stackctl.portal import ADD_PATH, CATCHUP_PATH, HYDROGRAPH_ASSIGN_PATH, WS_PATH, Portal, add_succeeded, dam_form, dam_json_path, unique_name, visible_text
+from stackctl.portal import (
+    ADD_PATH,
+    CATCHUP_PATH,
+    HYDROGRAPH_ASSIGN_PATH,
+    WS_PATH,
+    Portal,
+    add_succeeded,
+    dam_form,
+    dam_json_path,
+    unique_name,
+    visible_text,
+)
 from stackctl.settings import Stack
 from tests.notifications import ws_headers, ws_origin
 
@@ -330,9 +341,8 @@ def _nginx_body_limit(containers) -> int:
         docker.docker("inspect", "-f", "{{json .Config.Env}}", containers["web"]).stdout))
     raw = env.get("CLIENT_MAX_BODY_SIZE")
     if not raw:
-        out = docker.docker("exec", containers["web"], "sh", "-c",
-                        "grep -rhos 'client_max_body_size[^;]*' /etc/nginx /run /tmp /var/lib/tethys* /usr/lib/tethys* 2>/dev/null | head -1",
-                        check=False).stdout
+        grep = "grep -rhos 'client_max_body_size[^;]*' /etc/nginx /run /tmp /var/lib/tethys* 2>/dev/null | head -1"
+        out = docker.docker("exec", containers["web"], "sh", "-c", grep, check=False).stdout
         raw = out.split()[-1] if out.split() else "1m"
     m = re.fullmatch(r"\s*(\d+)\s*([kKmMgG]?)\s*", raw)
     assert m, f"cannot read the nginx body limit {raw!r}"

@@ -144,9 +144,9 @@ def editor_client(client, editor):
 
 @pytest.fixture
 def set_max_dams(db):
-    from tethysapp.dam_inventory.app import App
-
     from tethys_apps.models import TethysApp
+
+    from tethysapp.dam_inventory.app import App
 
     def _clear():
         setting = TethysApp.objects.get(package="dam_inventory").custom_settings.get(name="max_dams")

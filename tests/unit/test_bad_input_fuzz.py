@@ -1,7 +1,6 @@
 """Property: no input gives a 500. Arbitrary form values, files and query strings get a 2xx/3xx
 or a 4xx, and a refused add never leaves a row behind."""
 
-import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st

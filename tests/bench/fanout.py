@@ -1,15 +1,20 @@
 """Fan-out benchmark client: N WebSocket clients on a running stack, dams added at a steady rate,
 latency of every (dam, client) delivery.
 
-scripts/bench.sh runs it in a load-generator container on the stack's `external` network, in the
-web container's pid namespace (to read the workers' memory), so the load goes between the
-stack's own containers and no docker-proxy sits in the path (the host's docker-proxy for the
-published port died at ~3,300 sockets, docs/benchmarks.md):
+`python -m stackctl bench` (stackctl/bench.py) runs it in a load-generator container on the
+stack's `external` network, in the web container's pid namespace (to read the workers' memory),
+so the load goes between the stack's own containers and no docker-proxy sits in the path (the
+host's docker-proxy for the published port died at ~3,300 sockets, docs/benchmarks.md). The
+checkout's stackctl/ is mounted beside this directory and is on PYTHONPATH there:
 
     fanout.py --url http://web:8080 --project - --label ours \
               --clients 100,1000,5000 --out -
 
-It also runs on the host against the published port (--project <compose project>).
+It also runs on the host against the published port (--project <compose project>), with the
+checkout on PYTHONPATH:
+
+    PYTHONPATH=. python tests/bench/fanout.py --url http://127.0.0.1:18090 \
+        --project dam-inventory-bench-ours --env-dir build/bench/ours/env --label ours --out -
 
 Latency of one delivery = arrival of the notification at the client - start of the Add Dam POST
 that caused it (what a user waiting on another screen sees), on one monotonic clock. Every phase
@@ -31,12 +36,12 @@ import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import rawws  # beside this file: the script's directory is on sys.path
 
-import stackclient as sc  # noqa: E402
-
-import rawws  # noqa: E402  (tests/bench/, beside this file)
-
+from stackctl import docker
+from stackctl.compose import Compose
+from stackctl.portal import ADD_PATH, WORKER_HEADER, Portal, admin_credentials, dam_form
+from stackctl.settings import Stack
 
 # --project value meaning "this process shares the web container's pid namespace".
 IN_WEB_PID_NAMESPACE = "-"
@@ -59,7 +64,7 @@ def percentile(values: list[float], p: float) -> float | None:
 
 def web_processes(project: str) -> list[tuple[int, str]]:
     """(pid, command line) of the web container's processes. In the load-generator container
-    (scripts/bench.sh runs it in web's pid namespace) they are this container's own /proc;
+    (stackctl/bench.py runs it in web's pid namespace) they are this container's own /proc;
     on the host, `docker top`."""
     if project == IN_WEB_PID_NAMESPACE:
         procs = []
@@ -71,7 +76,7 @@ def web_processes(project: str) -> list[tuple[int, str]]:
             except OSError:
                 pass
         return procs
-    return sc.container_processes(sc.container_id(project, "web", running_only=True))
+    return docker.processes(Compose(Stack(project=project)).require_container("web"))
 
 
 def process_rss(project: str) -> dict[str, int]:
@@ -80,21 +85,26 @@ def process_rss(project: str) -> dict[str, int]:
     for pid, args in web_processes(project):
         try:
             if "daphne" in args and not args.startswith(("sh ", "/bin/sh ")):
-                daphne += sc.rss_kib(pid)
+                daphne += docker.rss_kib(pid)
             elif args.startswith("nginx"):
-                nginx += sc.rss_kib(pid)
+                nginx += docker.rss_kib(pid)
         except (FileNotFoundError, ProcessLookupError):
             pass
     return {"daphne_kib": daphne, "nginx_kib": nginx}
 
 
-# ------------------------------------------------------------------------- the run
-
-
 # ------------------------------------------------------------------------- receivers
 # The clients are rawws.py's minimal ones (a library client's per-frame cost was counted as the
-# stack's latency: rawws.py says why), in RECEIVER processes (--client-procs). Arrival times are time.monotonic(), CLOCK_MONOTONIC, one clock for every process of the
-# machine, so the parent subtracts its own POST start times from them.
+# stack's latency: rawws.py says why), in RECEIVER processes (--client-procs). Arrival times are
+# time.monotonic(), CLOCK_MONOTONIC, one clock for every process of the machine, so the parent
+# subtracts its own POST start times from them.
+
+
+def added_dam(event) -> dict | None:
+    """The dam of a new-dam event ({"event": "dam_added", "dam": {...}}), None for any other."""
+    if isinstance(event, dict) and event.get("event") == "dam_added" and isinstance(event.get("dam"), dict):
+        return event["dam"]
+    return None
 
 
 class Receiver:
@@ -115,7 +125,7 @@ class Receiver:
         # Cheap path first: only this run's dams carry the run id; parse those only.
         if self.run_id_bytes not in payload:
             return
-        dam = sc.dam_from_event(json.loads(payload))
+        dam = added_dam(json.loads(payload))
         if not dam or self.run_id not in str(dam.get("name")):
             self.unknown += 1
             return
@@ -139,7 +149,7 @@ class Receiver:
                     self.opened.append(self.refusals[-1])
                     return
                 await asyncio.sleep(pause)
-        worker = headers.get(sc.WORKER_HEADER.lower(), "?")
+        worker = headers.get(WORKER_HEADER.lower(), "?")
         self.workers[worker] = self.workers.get(worker, 0) + 1
         self.opened.append(None)
         try:
@@ -181,26 +191,26 @@ def receiver_process(conn, url, headers, origin, run_id, n, give_up, concurrency
 # ------------------------------------------------------------------------- the run
 
 
-def add(session: sc.Portal, name: str, not_after: float) -> tuple[str, int, float, float]:
+def add(session: Portal, name: str, not_after: float) -> tuple[str, int, float, float]:
     """(name, HTTP status or 0 = not sent or -1 = error, POST start, POST seconds)."""
     t0 = time.monotonic()
     if t0 > not_after:
         return name, 0, t0, 0.0
     try:
-        resp = session.post(sc.ADD_PATH, sc.dam_form(name))
+        resp = session.post(ADD_PATH, dam_form(name))
         return name, resp.status_code, t0, time.monotonic() - t0
     except Exception:
         return name, -1, t0, time.monotonic() - t0
 
 
-def send_adds(portal: sc.Portal, run_id: str, n_dams: int, rate: float) -> list[tuple]:
+def send_adds(portal: Portal, run_id: str, n_dams: int, rate: float) -> list[tuple]:
     """n_dams Add Dam posts started at `rate` per second from a thread pool (one requests
     session per thread), so a slow answer does not delay the next start."""
     sessions = threading.local()
 
-    def session() -> sc.Portal:
+    def session() -> Portal:
         if not hasattr(sessions, "portal"):
-            sessions.portal = sc.Portal(portal.base_url)
+            sessions.portal = Portal(portal.base_url)
             sessions.portal.http.cookies.update(portal.http.cookies)
         return sessions.portal
 
@@ -217,7 +227,7 @@ def send_adds(portal: sc.Portal, run_id: str, n_dams: int, rate: float) -> list[
         return [f.result() for f in futures]
 
 
-def measure(portal: sc.Portal, project: str, n_clients: int, n_dams: int, rate: float,
+def measure(portal: Portal, project: str, n_clients: int, n_dams: int, rate: float,
             drain: float, connect_budget: float, label: str, procs: int) -> dict:
     run_id = f"b{os.getpid()}x{int(time.time()) % 100000}n{n_clients}r{int(rate)}"
     mem_before = process_rss(project)
@@ -227,14 +237,14 @@ def measure(portal: sc.Portal, project: str, n_clients: int, n_dams: int, rate: 
 
     log(f"{label}: opening {n_clients} WebSocket clients in {procs} receiver processes")
     ctx = multiprocessing.get_context("fork")  # before any thread or event loop of this process
-    url = portal.base_url.replace("http", "ws", 1) + sc.WS_PATH
+    headers = {"Cookie": portal.cookie_header}
     t_connect = time.monotonic()
     give_up = t_connect + connect_budget
     pipes, children = [], []
     for share in shares:
         mine, theirs = ctx.Pipe()
         child = ctx.Process(target=receiver_process, daemon=True, args=(
-            theirs, url, sc.ws_headers(portal), sc.ws_origin(portal), run_id, share, give_up, concurrency))
+            theirs, portal.ws_url, headers, portal.base_url, run_id, share, give_up, concurrency))
         child.start()
         pipes.append(mine)
         children.append(child)
@@ -297,7 +307,8 @@ def measure(portal: sc.Portal, project: str, n_clients: int, n_dams: int, rate: 
         "dams_refused": len(refused),
         "dams_not_sent": len(not_sent),
         "handshake_refusals": len(refusals),
-        "handshake_refusal_kinds": sorted({r.split(":")[0] + ":" + r.split(":")[1][:40] for r in refusals if ":" in r})[:5],
+        "handshake_refusal_kinds": sorted({r.split(":")[0] + ":" + r.split(":")[1][:40]
+                                           for r in refusals if ":" in r})[:5],
         "refused_statuses": sorted({p[1] for p in refused}),
         "rate_wanted": rate,
         "rate_achieved": round(len(accepted) / send_s, 2) if send_s > 0 else None,
@@ -317,8 +328,8 @@ def measure(portal: sc.Portal, project: str, n_clients: int, n_dams: int, rate: 
         "per_dam_max_ms": [ms(max(xs, default=None)) for xs in per_dam.values()],
         "rss_before_kib": mem_before,
         "rss_after_kib": mem_after,
-        "daphne_kib_per_conn": round((mem_after["daphne_kib"] - mem_before["daphne_kib"]) / connected, 1) if connected else None,
-        "nginx_kib_per_conn": round((mem_after["nginx_kib"] - mem_before["nginx_kib"]) / connected, 1) if connected else None,
+        "daphne_kib_per_conn": per_connection(mem_before["daphne_kib"], mem_after["daphne_kib"], connected),
+        "nginx_kib_per_conn": per_connection(mem_before["nginx_kib"], mem_after["nginx_kib"], connected),
     }
     log(f"{label}: N={n_clients} delivered {result['delivery_ratio']:.2%} p50={result['p50_ms']}ms "
         f"p99={result['p99_ms']}ms max={result['max_ms']}ms, adds {len(accepted)}/{n_dams} at "
@@ -330,13 +341,19 @@ def ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000, 1)
 
 
+def per_connection(kib_before: int, kib_after: int, connected: int) -> float | None:
+    return round((kib_after - kib_before) / connected, 1) if connected else None
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--url", required=True)
     ap.add_argument("--project", required=True,
-                    help=f"compose project of the stack, or {IN_WEB_PID_NAMESPACE!r} when run in its web container's pid namespace")
+                    help=f"compose project of the stack, or {IN_WEB_PID_NAMESPACE!r} when run in its web "
+                         "container's pid namespace")
     ap.add_argument("--env-dir", default="env",
-                    help="the stack's env dir, for the admin login (unless PORTAL_SUPERUSER_NAME and _PASSWORD are set)")
+                    help="the stack's env dir, for the admin login (unless PORTAL_SUPERUSER_NAME and "
+                         "_PASSWORD are set)")
     ap.add_argument("--label", required=True)
     ap.add_argument("--clients", default="100,1000,5000", help="comma-separated client counts")
     ap.add_argument("--dams", type=int, default=20, help="dams per client count")
@@ -351,8 +368,8 @@ def main() -> int:
     ap.add_argument("--out", required=True, help="results JSON file, or - for stdout")
     args = ap.parse_args()
 
-    settings = sc.StackSettings(args.project, Path(args.env_dir).resolve(), args.url.rstrip("/"))
-    portal = sc.Portal(settings.base_url, timeout=60).login(*sc.admin_credentials(settings))
+    stack = Stack(project=args.project, env_dir=Path(args.env_dir).resolve())
+    portal = Portal(args.url, timeout=60).login(*admin_credentials(stack))
 
     results = {"label": args.label, "fanout": [], "burst": None}
     # Warm-up, not recorded: the first sockets and adds of a fresh worker load code and fill

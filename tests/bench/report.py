@@ -1,7 +1,7 @@
-"""Turns the results of scripts/bench.sh (build/bench/) into the comparison table, the verdict
-on each target of the issue, docs/benchmarks.md and docs/benchmarks-latency.png.
+"""Turns the results of `python -m stackctl bench` (build/bench/) into the comparison table, the
+verdict on each target, docs/benchmarks.md and docs/benchmarks-latency.png.
 
-    report.py build/bench            (scripts/bench.sh calls it)
+    report.py build/bench            (stackctl/bench.py calls it)
 
 Only measured numbers are written; a missing measurement is shown as "n/a", never guessed.
 """
@@ -20,10 +20,12 @@ PLOT = REPO / "docs" / "benchmarks-latency.png"
 MARK_START = "<!-- bench:results:start -->"
 MARK_END = "<!-- bench:results:end -->"
 
-# The issue's targets on this 2-core machine (for "ours").
+# The targets on this 2-core machine (for "ours").
 TARGETS = [
-    ("5,000 clients: 100% delivery and p99 < 500 ms", 5000, lambda r: r["delivery_ratio"] >= 1.0 and (r["p99_ms"] or 1e9) < 500),
-    ("1,000 clients: p99 < 100 ms", 1000, lambda r: r["delivery_ratio"] >= 1.0 and (r["p99_ms"] or 1e9) < 100),
+    ("5,000 clients: 100% delivery and p99 < 500 ms", 5000,
+     lambda r: r["delivery_ratio"] >= 1.0 and (r["p99_ms"] or 1e9) < 500),
+    ("1,000 clients: p99 < 100 ms", 1000,
+     lambda r: r["delivery_ratio"] >= 1.0 and (r["p99_ms"] or 1e9) < 100),
 ]
 
 
@@ -79,7 +81,8 @@ def verdicts(ours) -> list[tuple[str, str, str]]:
 
 
 def table(ours, ref) -> str:
-    out = ["| clients | config | connected | delivery | p50 ms | p99 ms | max ms | daphne KiB/conn | nginx KiB/conn | workers |",
+    out = ["| clients | config | connected | delivery | p50 ms | p99 ms | max ms | daphne KiB/conn | "
+           "nginx KiB/conn | workers |",
            "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     fo, fr = by_clients(ours), by_clients(ref)
     for n in sorted(set(fo) | set(fr)):
@@ -100,16 +103,24 @@ def table(ours, ref) -> str:
 
 def ratios(ours, ref, st_ours, st_ref) -> str:
     out = ["| measure | ours | ref | ours better by |", "|---|---:|---:|---:|"]
+
+    def latency(label, o, r, key):
+        out.append(f"| {label} | {fmt(o[key], ' ms')} | {fmt(r[key], ' ms')} | {ratio(r[key], o[key])} |")
+
+    def delivery(label, o, r):
+        out.append(f"| {label} | {o['delivery_ratio']:.4%} | {r['delivery_ratio']:.4%} | "
+                   f"{ratio(r['delivery_ratio'], o['delivery_ratio'], better_low=False)} |")
+
     fo, fr = by_clients(ours), by_clients(ref)
     for n in sorted(set(fo) & set(fr)):
         o, r = fo[n], fr[n]
-        out.append(f"| p99 latency, {n:,} clients | {fmt(o['p99_ms'], ' ms')} | {fmt(r['p99_ms'], ' ms')} | {ratio(r['p99_ms'], o['p99_ms'])} |")
-        out.append(f"| p50 latency, {n:,} clients | {fmt(o['p50_ms'], ' ms')} | {fmt(r['p50_ms'], ' ms')} | {ratio(r['p50_ms'], o['p50_ms'])} |")
-        out.append(f"| delivery, {n:,} clients | {o['delivery_ratio']:.4%} | {r['delivery_ratio']:.4%} | {ratio(r['delivery_ratio'], o['delivery_ratio'], better_low=False)} |")
+        latency(f"p99 latency, {n:,} clients", o, r, "p99_ms")
+        latency(f"p50 latency, {n:,} clients", o, r, "p50_ms")
+        delivery(f"delivery, {n:,} clients", o, r)
     bo, br = (ours or {}).get("burst"), (ref or {}).get("burst")
     if bo and br:
-        out.append(f"| delivery, burst | {bo['delivery_ratio']:.4%} | {br['delivery_ratio']:.4%} | {ratio(br['delivery_ratio'], bo['delivery_ratio'], better_low=False)} |")
-        out.append(f"| p99 latency, burst | {fmt(bo['p99_ms'], ' ms')} | {fmt(br['p99_ms'], ' ms')} | {ratio(br['p99_ms'], bo['p99_ms'])} |")
+        delivery("delivery, burst", bo, br)
+        latency("p99 latency, burst", bo, br, "p99_ms")
     for key, label in (("first_start_s", "first start to healthy"), ("restart_s", "restart to healthy")):
         o, r = (st_ours or {}).get(key), (st_ref or {}).get(key)
         out.append(f"| {label} | {fmt(o, ' s')} | {fmt(r, ' s')} | {ratio(r, o)} |")

@@ -82,5 +82,5 @@ def test_compose_config_is_valid(tmp_path):
     (env_dir / "secrets").mkdir(parents=True)
     for example in ROOT.glob("env/*.env.example"):
         (env_dir / example.name.removesuffix(".example")).write_text(example.read_text())
-    env = dict(os.environ, **images.compose_variables(), ENV_DIR=str(env_dir), COMPOSE_PROFILES="geoserver")
+    env = {**os.environ, **images.compose_variables(), "ENV_DIR": str(env_dir), "COMPOSE_PROFILES": "geoserver"}
     check([*compose_command(), "--project-name", "lint", "--file", "docker-compose.yml", "config", "-q"], env=env)

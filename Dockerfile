@@ -77,33 +77,18 @@ RUN apt-get update \
 # Only those three directories are writable by the service user; code, state templates and
 # static files stay root-owned.
 
-# The env contract of the official tethys-core image (same names), with defaults for this
-# stack. Secrets have no default here: they come from env or NAME_FILE at run time.
-# DL3064 flags TETHYS_DB_USERNAME by its name: it is a role name (the official default), not
-# a secret; the passwords are absent on purpose.
-# hadolint ignore=DL3064
+# The configuration's defaults live in salt/defaults.yaml (the env contract of the official
+# tethys-core image, same names); the Salt states merge the environment over them at start.
+# Set here only what is needed outside Salt: the paths Django, the entrypoint and the
+# healthcheck read (TETHYS_HOME, TETHYS_RUN_DIR), the build's STATIC_ROOT, and the worker
+# count and channel layer, visible in the image's config as the official image shows them.
+# tests/unit/test_defaults_agree.py keeps these equal to defaults.yaml.
 ENV TETHYS_HOME=/var/lib/tethys \
-    TETHYS_PERSIST=/var/lib/tethys_persist \
     TETHYS_RUN_DIR=/run/tethys \
-    TETHYS_VENV=/opt/tethys-venv \
     STATIC_ROOT=/usr/share/tethys/static \
     ASGI_PROCESSES=2 \
     CHANNEL_LAYERS_BACKEND=channels_redis.core.RedisChannelLayer \
     CHANNEL_LAYERS_CONFIG="{'hosts':[{'host': 'redis', 'port': 6379}]}" \
-    TETHYS_DB_ENGINE=django.db.backends.postgresql \
-    TETHYS_DB_NAME=tethys_platform \
-    TETHYS_DB_USERNAME=tethys_default \
-    TETHYS_DB_HOST=db \
-    TETHYS_DB_PORT=5432 \
-    TETHYS_DB_SUPERUSER=tethys_super \
-    PORTAL_SUPERUSER_NAME=admin \
-    PORTAL_SUPERUSER_EMAIL="" \
-    ALLOWED_HOSTS="[localhost, 127.0.0.1]" \
-    CSRF_TRUSTED_ORIGINS="[http://localhost:8080, http://127.0.0.1:8080]" \
-    DEBUG=false \
-    NGINX_PORT=8080 \
-    CLIENT_MAX_BODY_SIZE=75M \
-    SKIP_DB_SETUP=false \
     DJANGO_SETTINGS_MODULE=tethys_portal.settings \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -144,7 +129,7 @@ COPY images/file_env.sh /usr/local/lib/
 RUN install -D -m 0644 /opt/tethys-web/salt-minion.conf /etc/tethys/salt/minion \
  && ln -s /opt/tethys-web/entrypoint.sh /usr/local/bin/tethys-entrypoint \
  && ln -s /opt/tethys-web/healthcheck.py /usr/local/bin/tethys-healthcheck \
- && ln -s /opt/tethys-web/tethys_ensure.py /usr/local/bin/tethys-ensure \
+ && ln -s /opt/tethys-web/portal_setup.py /usr/local/bin/tethys-portal-setup \
  && ln -s /opt/tethys-web/tethys_daphne.py /usr/local/bin/tethys-daphne
 
 USER 10001:10001

@@ -2,11 +2,15 @@
 # Entrypoint of the web image. `start` (the default command): resolve NAME_FILE secrets, apply
 # the Salt states (configs from env, database, portal, app), then hand PID 1 to supervisord,
 # which runs nginx and ASGI_PROCESSES daphne workers. Any other command runs as given, with
-# the same secrets resolved (e.g. `docker run ... dam-inventory/web tethys app_settings list`).
+# the same secrets resolved (e.g. `docker run ... dam-inventory/web tethys app_settings list`);
+# `salt ARGS...` is salt-call with the image's minion config, e.g. from `docker exec`:
+#   tethys-entrypoint salt state.apply test=True
+# Defaults are Salt's (salt/defaults.yaml): this script invents none; TETHYS_RUN_DIR comes from
+# the image's ENV.
 set -Eeuo pipefail
 
-RUN_DIR=${TETHYS_RUN_DIR:-/run/tethys}
-SALT_CONFIG_DIR=${SALT_CONFIG_DIR:-/etc/tethys/salt}
+RUN_DIR=${TETHYS_RUN_DIR:?TETHYS_RUN_DIR is not set (the image sets it)}
+SALT_CONFIG_DIR=/etc/tethys/salt
 # Every secret of the env contract may instead come from a file (docker/compose secrets).
 SECRETS=(SECRET_KEY POSTGRES_PASSWORD TETHYS_DB_PASSWORD TETHYS_DB_SUPERUSER_PASS
   PORTAL_SUPERUSER_PASSWORD REDIS_PASSWORD GEOSERVER_PASSWORD)
@@ -26,8 +30,8 @@ resolve_secrets() {
 
 require_secret_key() {
   # No generated fallback: a key made up here would differ between replicas and vanish with
-  # the volume (every session and password-reset link invalid). scripts/gen-env.sh makes one.
-  [[ -n ${SECRET_KEY:-} ]] || die "SECRET_KEY is not set: set SECRET_KEY or SECRET_KEY_FILE (scripts/gen-env.sh writes one into env/web.env)"
+  # the volume (every session and password-reset link invalid). `python -m stackctl env` makes one.
+  [[ -n ${SECRET_KEY:-} ]] || die "SECRET_KEY is not set: set SECRET_KEY or SECRET_KEY_FILE (python -m stackctl env writes one into env/web.env)"
 }
 
 check_user() {
@@ -38,8 +42,8 @@ clean_run_dir() {
   # A restarted container keeps its filesystem: stale sockets and pid files from the previous
   # run would make daphne, nginx or supervisord refuse to start.
   mkdir -p "$RUN_DIR"
-  rm -f "$RUN_DIR"/asgi-*.sock "$RUN_DIR"/asgi-*.sock.lock "$RUN_DIR"/*.pid "$RUN_DIR"/facts.json \
-    "$RUN_DIR"/supervisor.sock "$RUN_DIR"/health.json
+  rm -f "$RUN_DIR"/asgi-*.sock "$RUN_DIR"/asgi-*.sock.lock "$RUN_DIR"/*.pid "$RUN_DIR"/supervisor.sock \
+    "$RUN_DIR"/health.json
 }
 
 apply_states() {
@@ -59,7 +63,7 @@ start() {
   require_secret_key
   clean_run_dir
   apply_states
-  log "starting supervisord: nginx on :${NGINX_PORT:-8080}, ${ASGI_PROCESSES:-2} ASGI workers"
+  log "starting supervisord ($RUN_DIR/supervisord.conf: nginx and the ASGI workers)"
   exec supervisord -c "$RUN_DIR/supervisord.conf"
 }
 
@@ -67,6 +71,10 @@ main() {
   resolve_secrets
   if [[ ${1:-start} == start ]]; then
     start
+  fi
+  if [[ $1 == salt ]]; then
+    shift
+    exec salt-call --local --config-dir="$SALT_CONFIG_DIR" "$@"
   fi
   exec "$@"
 }

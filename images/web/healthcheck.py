@@ -2,7 +2,8 @@
 """HEALTHCHECK of the web image: healthy only if nginx AND every ASGI worker answer.
 
 The targets come from health.json, written by the Salt states at start (so a changed
-ASGI_PROCESSES is probed as configured): one request straight to each worker's unix socket,
+ASGI_PROCESSES is probed as configured), with the request timeout HEALTHCHECK_REQUEST_TIMEOUT
+that Salt rendered there: one request straight to each worker's unix socket,
 one through nginx. Any status below 500 counts as an answer; a 5xx, a refused connection or a
 timeout does not. Exit 0 healthy, 1 unhealthy, with one line per failure.
 """
@@ -13,8 +14,8 @@ import os
 import socket
 import sys
 
-RUN_DIR = os.environ.get("TETHYS_RUN_DIR", "/run/tethys")
-TIMEOUT = float(os.environ.get("HEALTHCHECK_REQUEST_TIMEOUT", "4"))
+# The image's ENV sets it; every other value (and its default) comes from health.json.
+RUN_DIR = os.environ["TETHYS_RUN_DIR"]
 # The portal's login page: served by Django without touching the app, cheap to render.
 PATH = "/accounts/login/"
 
@@ -50,13 +51,13 @@ def main():
     failures = []
     for sock_path in targets["sockets"]:
         try:
-            status, _ = probe(UnixHTTPConnection(sock_path, TIMEOUT), targets["host"])
+            status, _ = probe(UnixHTTPConnection(sock_path, targets["request_timeout"]), targets["host"])
             if status >= 500:
                 failures.append(f"worker {sock_path}: HTTP {status}")
         except OSError as exc:
             failures.append(f"worker {sock_path}: {exc}")
     try:
-        conn = http.client.HTTPConnection("127.0.0.1", targets["nginx_port"], timeout=TIMEOUT)
+        conn = http.client.HTTPConnection("127.0.0.1", targets["nginx_port"], timeout=targets["request_timeout"])
         status, worker = probe(conn, targets["host"])
         if status >= 500 or not worker:
             failures.append(f"nginx: HTTP {status}, X-Asgi-Worker {worker!r}")

@@ -1,24 +1,35 @@
 {%- from "map.jinja" import tethys with context %}
-# The portal's database server, roles and database. Every step checks first (tethys-ensure),
-# so a restart that finds them in place is a couple of quick logins.
-{%- if not tethys.db.skip_setup %}
-tethys-database-wait:
-  cmd.run:
-    - name: tethys-ensure wait-db --timeout {{ tethys.db.wait_timeout }}
-    - stateful: True
+{%- set db = tethys.db %}
+# The portal's database server, roles and database. Each state looks first (portal_setup
+# inspect), so a restart that finds them in place is a couple of quick logins.
+tethys-database-ready:
+  tethys_portal.database_ready:
+    - name: {{ db.host | json }}
+    - port: {{ db.port }}
+    - username: {{ db.username | json }}
+    - dbname: {{ db.name | json }}
+    - timeout: {{ db.wait_timeout }}
     - failhard: True
 
+{%- if not db.skip_setup %}
+
 tethys-database-roles:
-  cmd.run:
-    - name: tethys-ensure db-roles
-    - stateful: True
+  tethys_portal.database_roles:
+    - name: {{ db.name | json }}
+    - host: {{ db.host | json }}
+    - port: {{ db.port }}
+    - username: {{ db.username | json }}
+    - superuser: {{ db.superuser | json }}
+    - admin_user: {{ db.admin_user | json }}
     - failhard: True
     - require:
-      - cmd: tethys-database-wait
+      - tethys_portal: tethys-database-ready
 {%- else %}
+
 # SKIP_DB_SETUP (official image's name): roles and database are someone else's job.
-tethys-database-wait:
-  test.nop: []
 tethys-database-roles:
-  test.nop: []
+  test.nop:
+    - name: SKIP_DB_SETUP is set, roles and databases are not managed here
+    - require:
+      - tethys_portal: tethys-database-ready
 {%- endif %}

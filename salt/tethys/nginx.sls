@@ -1,6 +1,9 @@
 {%- from "map.jinja" import tethys with context %}
 # nginx in front of the ASGI workers: rewritten at every start so a changed ASGI_PROCESSES,
 # NGINX_PORT or CLIENT_MAX_BODY_SIZE takes effect on restart.
+include:
+  - tethys.dirs
+
 {%- for dir in ['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'] %}
 tethys-nginx-temp-{{ dir }}:
   file.directory:

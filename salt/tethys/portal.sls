@@ -1,29 +1,21 @@
 {%- from "map.jinja" import tethys with context %}
-{%- set app = tethys.app %}
-# Migrations and the portal admin. What a restart finds already in place is skipped: the
-# facts state looks at the database once (one Django boot) and each `unless` reads its answer.
-tethys-portal-facts:
-  cmd.run:
-    - name: tethys-ensure facts --app {{ app.package }} --setting {{ app.ps_setting }} --service {{ app.persistent_service }}
-    - stateful: True
-    - failhard: True
-    - require:
-      - cmd: tethys-database-roles
-      - file: tethys-portal-config-file
+# Migrations and the portal admin (created once; its password is then the admin's own).
+include:
+  - tethys.portal_config
+  - tethys.database
 
-tethys-portal-migrate:
-  cmd.run:
-    - name: {{ tethys.venv }}/bin/python -m django migrate --noinput
-    - unless: tethys-ensure fact migrations_applied
+tethys-portal-migrated:
+  tethys_portal.migrated:
+    - name: {{ tethys.db.name | json }}
     - failhard: True
     - require:
-      - cmd: tethys-portal-facts
+      - sls: tethys.portal_config
+      - sls: tethys.database
 
 tethys-portal-admin:
-  cmd.run:
-    - name: tethys-ensure portal-admin
-    - unless: tethys-ensure fact admin_exists
-    - stateful: True
+  tethys_portal.portal_admin:
+    - name: {{ tethys.portal_admin.name | json }}
+    - email: {{ tethys.portal_admin.email | json }}
     - failhard: True
     - require:
-      - cmd: tethys-portal-migrate
+      - tethys_portal: tethys-portal-migrated

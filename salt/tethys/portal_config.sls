@@ -1,8 +1,11 @@
 {%- from "map.jinja" import tethys with context %}
 # The portal's settings, rendered from env at every start so a changed ALLOWED_HOSTS,
 # CHANNEL_LAYERS_* or SECRET_KEY takes effect on restart.
+include:
+  - tethys.dirs
+
 {%- if not tethys.secret_key %}
-{{ raise('SECRET_KEY is empty: set SECRET_KEY or SECRET_KEY_FILE (scripts/gen-env.sh writes one)') }}
+{{ raise('SECRET_KEY is empty: set SECRET_KEY or SECRET_KEY_FILE (python -m stackctl env writes one)') }}
 {%- endif %}
 
 tethys-portal-config-file:

@@ -1,5 +1,8 @@
 {%- from "map.jinja" import tethys with context %}
 # supervisord runs nginx and ASGI_PROCESSES daphne workers; rewritten at every start.
+include:
+  - tethys.dirs
+
 tethys-supervisord-conf:
   file.managed:
     - name: {{ tethys.run_dir }}/supervisord.conf
@@ -17,6 +20,7 @@ tethys-supervisord-health-targets:
     - dataset:
         nginx_port: {{ tethys.nginx.port }}
         host: {{ tethys.health_host | json }}
+        request_timeout: {{ tethys.health_timeout }}
         sockets:
 {%- for n in range(1, tethys.asgi.processes + 1) %}
           - {{ tethys.asgi.socket.format(n=n) }}

@@ -1,0 +1,465 @@
+#!/opt/tethys-venv/bin/python
+"""The portal's setup steps, each able to say what it would change (inspect) and to do it (apply).
+
+One implementation for every way the portal is set up: the web image's Salt states (the
+`tethys_portal` state module runs this file in the portal's venv), `python -m stackctl dev`
+and the unit tests' database fixture (both import it and call `inspect` / `apply`).
+
+A step is a function `step(apply, **params) -> Outcome`. With apply=False it only looks and
+returns the changes it would make; with apply=True it makes them and returns what it changed.
+An empty `changes` means the portal is already as asked. A step that cannot do its work raises
+StepError with what to set or fix.
+
+Command line (the Salt states' side; the step list comes as JSON on stdin, secrets only from
+the environment, so neither `ps` nor Salt's output ever shows one):
+
+    portal_setup.py inspect --json          < {"steps": [{"id": ..., "step": ..., "params": {...}}]}
+    portal_setup.py apply STEP_ID --json    < the same document
+
+`inspect` looks at every listed step in one process (one Django start). `apply` applies the
+step STEP_ID, then inspects the other steps afresh (they may depend on it), so the caller
+never needs a second process to learn what is left to do. Output: {"results": {ID:
+{"changes": {...}, "comment": "..."} or {"error": "..."}}}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+
+
+class StepError(Exception):
+    """A step cannot do its work; the message says what to set or fix."""
+
+
+@dataclass
+class Outcome:
+    changes: dict = field(default_factory=dict)
+    comment: str = ""
+
+    def as_dict(self) -> dict:
+        return {"changes": self.changes, "comment": self.comment}
+
+
+def _would(apply: bool, done: str, planned: str) -> str:
+    return done if apply else planned
+
+
+# --- database server: plain connections, no Django ------------------------------------------
+
+
+def _connect(host, port, user, password, dbname):
+    import psycopg
+
+    try:
+        return psycopg.connect(host=host, port=port, user=user, password=password, dbname=dbname,
+                               connect_timeout=5, autocommit=True), ""
+    except psycopg.OperationalError as exc:
+        return None, str(exc).strip()
+
+
+def _server_answers(message: str) -> bool:
+    """An authentication or missing-database error proves the server is up and taking logins."""
+    return any(s in message for s in ("password authentication failed", "does not exist",
+                                      "no password supplied"))
+
+
+def wait_db(apply, *, host, port, username, dbname, password="", timeout=90) -> Outcome:
+    """Waits until the database server answers (inspecting waits too: it changes nothing)."""
+    deadline = time.monotonic() + float(timeout)
+    next_note = 0.0
+    while True:
+        conn, message = _connect(host, port, username, password, dbname)
+        if conn is not None or _server_answers(message):
+            if conn is not None:
+                conn.close()
+            return Outcome({}, f"database server {host}:{port} answers")
+        now = time.monotonic()
+        if now >= deadline:
+            raise StepError(f"database server {host}:{port} did not answer within {timeout} s (last error: "
+                            f"{message}); check the db service and TETHYS_DB_HOST/TETHYS_DB_PORT")
+        if now >= next_note:
+            first_line = message.splitlines()[0] if message else "..."
+            print(f"waiting for the database server ({first_line})", file=sys.stderr)
+            next_note = now + 10
+        time.sleep(1)
+
+
+def db_roles(apply, *, host, port, name, username, password, superuser, superuser_password,
+             admin_user, admin_password="") -> Outcome:
+    """The portal's role and database, and the superuser role that creates the apps' store
+    databases (with a database of its own name: Tethys's store code connects as that role
+    without naming a database). Created or reset as the server's admin only when a login fails."""
+    if not password or not superuser_password:
+        raise StepError("TETHYS_DB_PASSWORD and TETHYS_DB_SUPERUSER_PASS (or their _FILE) must be set")
+    portal, _ = _connect(host, port, username, password, name)
+    superconn, _ = _connect(host, port, superuser, superuser_password, superuser)
+    for conn in (portal, superconn):
+        if conn is not None:
+            conn.close()
+    if portal is not None and superconn is not None:
+        return Outcome({}, f"roles {username}, {superuser} and their databases in place")
+
+    admin, message = _connect(host, port, admin_user, admin_password, "postgres")
+    if admin is None:
+        raise StepError("the portal's roles or database are missing or their passwords differ, and connecting as "
+                        f"{admin_user} to fix it failed: {message} (set POSTGRES_PASSWORD or POSTGRES_PASSWORD_FILE)")
+    from psycopg import sql
+
+    changes: dict = {}
+    with admin:
+        for role, role_password, attrs in (
+            (superuser, superuser_password, "LOGIN SUPERUSER CREATEDB"),
+            (username, password, "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE"),
+        ):
+            exists = admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+            verb = "ALTER" if exists else "CREATE"
+            changes.setdefault("roles", {})[role] = ("password and attributes reset" if exists else "created")
+            if apply:
+                # DDL takes no bound parameters: the password goes in as a quoted literal
+                admin.execute(sql.SQL("{} ROLE {} WITH {} PASSWORD {}").format(
+                    sql.SQL(verb), sql.Identifier(role), sql.SQL(attrs), sql.Literal(role_password)))
+        for database, owner in ((name, username), (superuser, superuser)):
+            if not admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone():
+                changes.setdefault("databases", {})[database] = f"created, owned by {owner}"
+                if apply:
+                    admin.execute(sql.SQL("CREATE DATABASE {} OWNER {} ENCODING 'UTF8'").format(
+                        sql.Identifier(database), sql.Identifier(owner)))
+    return Outcome(changes, _would(apply, "roles and databases set up", "roles and databases would be set up"))
+
+
+# --- portal objects: Django ----------------------------------------------------------------
+
+
+def django_setup() -> None:
+    """Starts Django once per process (a no-op where it already runs, as in the unit tests)."""
+    from django.apps import apps
+
+    if apps.ready:
+        return
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tethys_portal.settings")
+    import django
+
+    # tethys_apps' ready() harvests every app (about a second) unless sys.argv[1] is "migrate".
+    # The steps do not need it: _app() harvests when the app is not registered yet.
+    saved_argv = sys.argv
+    sys.argv = [saved_argv[0], "migrate"]
+    try:
+        django.setup()
+    finally:
+        sys.argv = saved_argv
+
+
+def _app(package, apply):
+    """The app's row; registered (harvested) first when applying and it is missing. None when
+    inspecting an app not registered yet."""
+    from tethys_apps.models import TethysApp
+
+    app = TethysApp.objects.filter(package=package).first()
+    if app is None and apply:
+        from tethys_apps.harvester import SingletonHarvester
+
+        SingletonHarvester().harvest()
+        app = TethysApp.objects.filter(package=package).first()
+        if app is None:
+            raise StepError(f"app '{package}' is not installed (no tethysapp.{package} importable)")
+    return app
+
+
+def migrate(apply) -> Outcome:
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    executor = MigrationExecutor(connection)
+    plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
+    if not plan:
+        return Outcome({}, "portal database migrated")
+    labels = sorted({migration.app_label for migration, _backwards in plan})
+    changes = {"migrations": f"{len(plan)} to apply ({', '.join(labels)})"}
+    if apply:
+        from django.core.management import call_command
+
+        call_command("migrate", interactive=False, verbosity=0)
+    return Outcome(changes, _would(apply, "portal database migrated", "portal database would be migrated"))
+
+
+def portal_admin(apply, *, name, email="", password="") -> Outcome:
+    """Created once; a password changed later in the portal is the admin's own."""
+    from django.contrib.auth import get_user_model
+
+    user_model = get_user_model()
+    if user_model.objects.filter(username=name).exists():
+        return Outcome({}, f"portal admin {name} exists")
+    if not password:
+        raise StepError("PORTAL_SUPERUSER_PASSWORD (or PORTAL_SUPERUSER_PASSWORD_FILE) must be set to create "
+                        f"the portal admin {name}")
+    if apply:
+        user_model.objects.create_superuser(name, email, password)
+    return Outcome({"portal_admin": {"old": None, "new": name}},
+                   _would(apply, f"created portal admin {name}", f"portal admin {name} would be created"))
+
+
+def _differences(current, wanted: dict, secret=("password",)) -> dict:
+    """Per differing field {"old": ..., "new": ...}; secrets only say that they change."""
+    diff = {}
+    for key, value in wanted.items():
+        old = getattr(current, key)
+        if old != value:
+            diff[key] = "changed" if key in secret else {"old": old, "new": value}
+    return diff
+
+
+def persistent_store_service(apply, *, name, host, port, username, password) -> Outcome:
+    """A PostgreSQL persistent store service: the role it logs in as creates the app's store
+    database and its PostGIS extension."""
+    from tethys_services.models import PostgresPersistentStoreService
+
+    wanted = {"host": host, "port": int(port), "username": username, "password": password}
+    if not password:
+        raise StepError(f"persistent store service {name} needs a password (TETHYS_DB_SUPERUSER_PASS or its _FILE)")
+    service = PostgresPersistentStoreService.objects.filter(name=name).first()
+    if service is None:
+        if apply:
+            PostgresPersistentStoreService.objects.create(name=name, **wanted)
+        return Outcome({name: {"old": None, "new": f"{username}@{host}:{port}"}},
+                       _would(apply, f"created persistent store service {name}",
+                              f"persistent store service {name} would be created"))
+    diff = _differences(service, wanted)
+    if not diff:
+        return Outcome({}, f"persistent store service {name} up to date")
+    if apply:
+        for key in diff:
+            setattr(service, key, wanted[key])
+        service.save()
+    return Outcome(diff, _would(apply, f"updated persistent store service {name}",
+                                f"persistent store service {name} would be updated"))
+
+
+def _ps_setting(app_row, app, setting):
+    found = app_row.persistent_store_database_settings.filter(name=setting).first()
+    if found is None:
+        raise StepError(f"app '{app}' declares no persistent store database setting '{setting}'")
+    return found
+
+
+def persistent_store_link(apply, *, app, setting, service) -> Outcome:
+    from tethys_services.models import PostgresPersistentStoreService
+
+    target = f"{app}:{setting}"
+    app_row = _app(app, apply)
+    current = None
+    if app_row is not None:
+        linked = _ps_setting(app_row, app, setting).persistent_store_service
+        current = linked.name if linked is not None else None
+    if current == service:
+        return Outcome({}, f"{target} linked to {service}")
+    changes = {target: {"old": current, "new": service}}
+    if apply:
+        found = PostgresPersistentStoreService.objects.filter(name=service).first()
+        if found is None:
+            raise StepError(f"no persistent store service {service} to link {target} to")
+        ps = _ps_setting(app_row, app, setting)
+        ps.persistent_store_service = found
+        ps.save()
+    return Outcome(changes, _would(apply, f"linked {target} to {service}", f"{target} would be linked to {service}"))
+
+
+def persistent_store_synced(apply, *, app, setting, refresh=False) -> Outcome:
+    """The app's store database exists and its initializer ran (refresh: dropped and made anew)."""
+    target = f"{app}:{setting}"
+    app_row = _app(app, apply)
+    ps = _ps_setting(app_row, app, setting) if app_row is not None else None
+    ready = (ps is not None and ps.persistent_store_service is not None and ps.initialized
+             and ps.persistent_store_database_exists())
+    if ready and not refresh:
+        return Outcome({}, f"database of {target} exists and is initialized")
+    changes = {target: {"old": "initialized" if ready else "missing or not initialized",
+                        "new": "recreated and initialized" if ready else "created and initialized"}}
+    if apply:
+        if ps.persistent_store_service is None:
+            raise StepError(f"{target} is linked to no persistent store service")
+        ps.create_persistent_store_database(refresh=refresh)
+    return Outcome(changes, _would(apply, f"database of {target} created and initialized",
+                                   f"database of {target} would be created and initialized"))
+
+
+def app_setting(apply, *, app, name, value) -> Outcome:
+    """A custom setting of the app, set to VALUE (a string, as the portal's admin form keeps it)."""
+    value = str(value)
+    app_row = _app(app, apply)
+    current = None
+    if app_row is not None:
+        custom = app_row.custom_settings.filter(name=name).first()
+        if custom is None:
+            raise StepError(f"app '{app}' declares no custom setting '{name}'")
+        current = None if custom.value in (None, "") else str(custom.value)
+        if current == value:
+            return Outcome({}, f"{app}:{name} is {value}")
+    changes = {f"{app}:{name}": {"old": current, "new": value}}
+    if apply:
+        custom = app_row.custom_settings.get(name=name)
+        custom.value = value
+        custom.clean()
+        custom.save()
+    return Outcome(changes, _would(apply, f"set {app}:{name} to {value}", f"{app}:{name} would be set to {value}"))
+
+
+def spatial_dataset_service(apply, *, name, endpoint, public_endpoint, username, password="",
+                            app="", setting="") -> Outcome:
+    """GeoServer registered as a spatial dataset service, optionally linked to an app setting."""
+    from tethys_services.models import SpatialDatasetService
+
+    if not endpoint or not password:
+        raise StepError("GEOSERVER_URL and GEOSERVER_PASSWORD (or its _FILE) must both be set to register GeoServer")
+    wanted = {"engine": SpatialDatasetService.GEOSERVER, "endpoint": endpoint,
+              "public_endpoint": public_endpoint or endpoint, "username": username, "password": password}
+    service = SpatialDatasetService.objects.filter(name=name).first()
+    if service is None:
+        changes = {name: {"old": None, "new": endpoint}}
+        if apply:
+            service = SpatialDatasetService.objects.create(name=name, **wanted)
+    else:
+        changes = _differences(service, wanted)
+        if changes and apply:
+            for key in changes:
+                setattr(service, key, wanted[key])
+            service.save()
+    if app and setting:
+        app_row = _app(app, apply)
+        sds = None
+        if app_row is not None:
+            sds = app_row.spatial_dataset_service_settings.filter(name=setting).first()
+            if sds is None:
+                raise StepError(f"app '{app}' declares no spatial dataset service setting '{setting}'")
+        if sds is None or service is None or sds.spatial_dataset_service_id != service.pk:
+            current = sds.spatial_dataset_service.name if sds is not None and sds.spatial_dataset_service else None
+            changes[f"{app}:{setting}"] = {"old": current, "new": name}
+            if apply:
+                sds.spatial_dataset_service = service
+                sds.save()
+    if not changes:
+        return Outcome({}, f"spatial dataset service {name} up to date")
+    return Outcome(changes, _would(apply, f"spatial dataset service {name} set up",
+                                   f"spatial dataset service {name} would be set up"))
+
+
+# --- the step table -------------------------------------------------------------------------
+
+# name -> (function, needs Django, {parameter: environment variable} for its secrets)
+STEPS = {
+    "wait_db": (wait_db, False, {"password": "TETHYS_DB_PASSWORD"}),
+    "db_roles": (db_roles, False, {"password": "TETHYS_DB_PASSWORD", "superuser_password": "TETHYS_DB_SUPERUSER_PASS",
+                                   "admin_password": "POSTGRES_PASSWORD"}),
+    "migrate": (migrate, True, {}),
+    "portal_admin": (portal_admin, True, {"password": "PORTAL_SUPERUSER_PASSWORD"}),
+    "persistent_store_service": (persistent_store_service, True, {"password": "TETHYS_DB_SUPERUSER_PASS"}),
+    "persistent_store_link": (persistent_store_link, True, {}),
+    "persistent_store_synced": (persistent_store_synced, True, {}),
+    "app_setting": (app_setting, True, {}),
+    "spatial_dataset_service": (spatial_dataset_service, True, {"password": "GEOSERVER_PASSWORD"}),
+}
+
+
+def _run(step: str, apply: bool, params: dict) -> Outcome:
+    try:
+        func, needs_django, _secrets = STEPS[step]
+    except KeyError:
+        raise StepError(f"unknown step {step!r} (known: {', '.join(STEPS)})") from None
+    if needs_django:
+        django_setup()
+    return func(apply, **params)
+
+
+def inspect(step: str, **params) -> Outcome:
+    """What STEP would change; changes nothing."""
+    return _run(step, False, params)
+
+
+def apply(step: str, **params) -> Outcome:
+    """Makes STEP's changes (none when already in place) and returns them."""
+    return _run(step, True, params)
+
+
+# --- command line ---------------------------------------------------------------------------
+
+
+def _with_secrets(step: str, params: dict) -> dict:
+    """Secrets come from the environment only (resolved from NAME_FILE by the entrypoint)."""
+    secrets = STEPS[step][2] if step in STEPS else {}
+    return {**params, **{param: os.environ.get(var, "") for param, var in secrets.items()}}
+
+
+def _result(step: str, do_apply: bool, params: dict) -> dict:
+    try:
+        return _run(step, do_apply, _with_secrets(step, params)).as_dict()
+    except StepError as exc:
+        return {"error": str(exc)}
+    except Exception as exc:  # noqa: BLE001 - reported as the step's failure, with its type
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        return {"error": f"{type(exc).__name__}: {first}"}
+
+
+def _unreachable(result: dict) -> bool:
+    """The portal database refused or did not answer (not yet set up, or down)."""
+    return result.get("error", "").startswith(("OperationalError", "PoolTimeout"))
+
+
+def run_document(command: str, document: dict, apply_id: str = "") -> dict:
+    """`inspect`: every step of DOCUMENT. `apply`: the step APPLY_ID, then every other step
+    inspected afresh."""
+    steps = document.get("steps") or []
+    ids = [entry["id"] for entry in steps]
+    if command == "apply" and apply_id not in ids:
+        raise StepError(f"step id {apply_id!r} is not in the step list ({', '.join(ids)})")
+    if command == "apply":
+        steps = [steps[ids.index(apply_id)]] + [entry for entry in steps if entry["id"] != apply_id]
+    results = {}
+    unreachable = None
+    for entry in steps:
+        do_apply = command == "apply" and entry["id"] == apply_id
+        needs_django = STEPS.get(entry["step"], (None, False))[1]
+        if needs_django and unreachable is not None and not do_apply:
+            # each further try would wait for the connection pool's timeout again
+            results[entry["id"]] = unreachable
+            continue
+        results[entry["id"]] = _result(entry["step"], do_apply, entry.get("params") or {})
+        if needs_django and _unreachable(results[entry["id"]]):
+            unreachable = results[entry["id"]]
+    return {"results": results}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=("inspect", "apply"))
+    parser.add_argument("step_id", nargs="?", default="", help="apply: the id of the step to apply")
+    parser.add_argument("--json", action="store_true", help="JSON on stdout (otherwise one line per step)")
+    args = parser.parse_args(argv)
+    if args.command == "apply" and not args.step_id:
+        parser.error("apply needs the id of the step to apply")
+    # Libraries print progress (the app harvester does, on stdout): only the result goes to the
+    # real stdout, everything else to stderr.
+    out = os.fdopen(os.dup(sys.stdout.fileno()), "w")
+    sys.stdout.flush()
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    try:
+        document = run_document(args.command, json.load(sys.stdin), args.step_id)
+    except (StepError, ValueError, KeyError) as exc:
+        print(f"ERROR: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        json.dump(document, out)
+        out.write("\n")
+    else:
+        for step_id, result in document["results"].items():
+            detail = result.get("error") or f"{result['comment']} {json.dumps(result['changes'])}"
+            out.write(f"{step_id}: {detail}\n")
+    out.flush()
+    return 1 if any("error" in r for r in document["results"].values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

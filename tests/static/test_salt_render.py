@@ -1,0 +1,84 @@
+"""Every Salt state of the web image renders, inside the built image (the Salt and Jinja that
+really run) with the working tree's salt/ mounted over the image's, and no network: once with
+the defaults and once with every optional branch on (GeoServer, max_dams, PubSub layer, a quoted
+CHANNEL_LAYERS_CONFIG, a Redis password), so no branch goes unrendered.
+
+show_sls renders each sls (Jinja + YAML) without applying it; the file templates
+(portal_config.yml, nginx.conf, supervisord.conf) render only when applied, so a test=True apply
+of the file states renders them too and writes nothing. The custom state modules
+(salt/_states/) are synced on the way and must load.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from stackctl.settings import ROOT
+
+SALT_DIR = ROOT / "salt"
+FILE_STATES = ["tethys.dirs", "tethys.portal_config", "tethys.nginx", "tethys.supervisord"]
+# Dummy values only: rendering needs them present, nothing connects anywhere.
+REQUIRED = {"SECRET_KEY": "render-check-only", "TETHYS_DB_PASSWORD": "x", "TETHYS_DB_SUPERUSER_PASS": "x"}
+PASSES = {
+    "defaults": {},
+    "every optional branch": {
+        "GEOSERVER_URL": "http://geoserver:8181/geoserver/rest/", "GEOSERVER_PASSWORD": "x",
+        "GEOSERVER_APP_SETTING": "primary_geoserver", "DAM_INVENTORY_MAX_DAMS": "25",
+        "REDIS_PASSWORD": "x", "ASGI_PROCESSES": "4", "ALLOWED_HOSTS": ".example.org,localhost",
+        "SKIP_DB_SETUP": "true",
+        "CHANNEL_LAYERS_BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "CHANNEL_LAYERS_CONFIG": "\"{'hosts':[{'host': 'redis', 'port': 6379}]}\"",
+    },
+}
+
+
+def state_names() -> list[str]:
+    """salt/tethys/NAME.sls -> tethys.NAME"""
+    return sorted(".".join(p.relative_to(SALT_DIR).with_suffix("").parts)
+                  for p in SALT_DIR.rglob("*.sls") if p.name != "top.sls")
+
+
+def salt_call(web_image: str, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    env_args = [f"--env={key}={value}" for key, value in {**REQUIRED, **env}.items()]
+    return subprocess.run(
+        ["docker", "run", "--rm", "--network", "none", "-v", f"{SALT_DIR}:/srv/salt:ro", *env_args,
+         web_image, "salt", "--retcode-passthrough", "--out=json", "--log-level=error", *args],
+        capture_output=True, text=True, timeout=300, check=False)
+
+
+def render_errors(proc: subprocess.CompletedProcess) -> str:
+    text = proc.stdout + proc.stderr
+    if proc.returncode != 0 or any(s in text for s in ("Rendering SLS", "rendering error", "Traceback")):
+        return f"exit {proc.returncode}\n{text[-4000:]}"
+    return ""
+
+
+@pytest.mark.parametrize("env", PASSES.values(), ids=PASSES.keys())
+def test_every_sls_renders(web_image, env):
+    proc = salt_call(web_image, env, "state.show_sls", ",".join(state_names()))
+    assert not render_errors(proc), render_errors(proc)
+    ids = json.loads(proc.stdout)["local"]
+    assert "tethys-portal-migrated" in ids and "tethys-app-store-primary_db" in ids, sorted(ids)
+
+
+@pytest.mark.parametrize("env", PASSES.values(), ids=PASSES.keys())
+def test_top_file_renders(web_image, env):
+    proc = salt_call(web_image, env, "state.show_top")
+    assert not render_errors(proc), render_errors(proc)
+    assert json.loads(proc.stdout)["local"]["base"] == [f"tethys.{name}" for name in (
+        "dirs", "portal_config", "nginx", "supervisord", "database", "portal", "app", "geoserver")]
+
+
+@pytest.mark.parametrize("env", PASSES.values(), ids=PASSES.keys())
+def test_file_templates_render(web_image, env):
+    proc = salt_call(web_image, env, "state.apply", ",".join(FILE_STATES), "test=True")
+    assert not render_errors(proc), render_errors(proc)
+
+
+def test_custom_state_modules_load(web_image):
+    proc = salt_call(web_image, {}, "saltutil.sync_states")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "states.tethys_portal" in json.loads(proc.stdout)["local"], proc.stdout

@@ -3,10 +3,11 @@ a project-local PostgreSQL + PostGIS cluster (stackctl.localpg), a throw-away TE
 portal_config.yml points Django's default database at it, and Django itself (pytest-django
 then creates the portal's test database).
 
-How Tethys settings resolve here: once, in `django_db_setup`, the app is synced into the test
-database (TethysApp row, custom setting, permissions), a persistent store service pointing at
-the local cluster is created and linked to `primary_db`, and the store database is created
-through Tethys, which enables PostGIS and runs the app's initializer. Those rows are committed
+How Tethys settings resolve here: once, in `django_db_setup`, the steps the web image's Salt
+states run (images/web/portal_setup.py) register the app in the test database (TethysApp row,
+custom setting, permissions), create a persistent store service pointing at the local cluster,
+link it to `primary_db`, and create the store database through Tethys, which enables PostGIS
+and runs the app's initializer. Those rows are committed
 outside the per-test transactions, so every test sees them.
 """
 
@@ -65,29 +66,17 @@ _bootstrap_django()
 
 @pytest.fixture(scope="session")
 def django_db_setup(django_db_setup, django_db_blocker):
-    from tethys_apps.models import TethysApp
-    from tethys_apps.utilities import link_service_to_app_setting
-    from tethys_services.models import PostgresPersistentStoreService as PersistentStoreService
+    """The app's store through the web image's own setup steps (images/web/portal_setup.py):
+    a service on the local cluster, the link (which registers the app first), and the store
+    database made anew (refresh), so no run sees rows of an earlier one."""
+    from stackctl.dev import portal_setup_module
 
-    from tethysapp.dam_inventory.app import App
-
+    setup = portal_setup_module()
     with django_db_blocker.unblock():
-        app = App()
-        app.sync_with_tethys_db()
-        app.register_app_permissions()
-        PersistentStoreService.objects.create(
-            name=PS_SERVICE,
-            host=os.environ["PGHOST"],
-            port=int(os.environ["PGPORT"]),
-            username="postgres",
-            password=os.environ["PGPASSWORD"],
-        )
-        assert link_service_to_app_setting(
-            "persistent", PS_SERVICE, "dam_inventory", "ps_database", "primary_db"
-        )
-        db_app = TethysApp.objects.get(package="dam_inventory")
-        setting = db_app.persistent_store_database_settings.get(name="primary_db")
-        setting.create_persistent_store_database(refresh=True)
+        setup.apply("persistent_store_service", name=PS_SERVICE, host=os.environ["PGHOST"],
+                    port=int(os.environ["PGPORT"]), username=os.environ["PGUSER"], password=os.environ["PGPASSWORD"])
+        setup.apply("persistent_store_link", app="dam_inventory", setting="primary_db", service=PS_SERVICE)
+        setup.apply("persistent_store_synced", app="dam_inventory", setting="primary_db", refresh=True)
 
 
 @pytest.fixture

@@ -18,6 +18,13 @@ from stackctl.console import StackError, say
 from stackctl.lifecycle import clean, up, welcome
 from stackctl.settings import ROOT, Stack
 
+DELEGATED = {
+    "bench": "fan-out benchmark: ours against the Tethys docs' setup",
+    "measure": "first start, restart and stop times of web",
+    "dev": "run the portal with the app locally, without Docker",
+    "test": "every test suite (one pytest run); arguments go to pytest",
+}
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m stackctl", description=__doc__,
@@ -36,19 +43,21 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("restore", help="load an archive of `backup` into the running stack")
     p.add_argument("file", nargs="?", default=os.environ.get("FILE") or "")
     p.add_argument("--timeout", type=float, default=float(os.environ.get("RESTORE_TIMEOUT", "300")))
-    # Commands whose code lives in their own module, with their own options.
-    for name, help_text in (("bench", "fan-out benchmark: ours against the Tethys docs' setup"),
-                            ("measure", "first start, restart and stop times of web"),
-                            ("dev", "run the portal with the app locally, without Docker"),
-                            ("test", "every test suite (one pytest run)")):
-        p = sub.add_parser(name, help=help_text, add_help=False)
-        p.add_argument("args", nargs=argparse.REMAINDER)
+    # Commands whose code lives in their own module and parses its own arguments.
+    for name, help_text in DELEGATED.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in DELEGATED:
+        console.set_tag(argv[0])
+        try:
+            return importlib.import_module(f"stackctl.{argv[0]}").main(argv[1:])
+        except StackError as exc:
+            say(f"ERROR: {exc}")
+            return 1
     args = parser.parse_args(argv)
     console.set_tag(args.command)
     stack = Stack.from_environment()
     try:
-        if args.command in ("bench", "measure", "dev", "test"):
-            return importlib.import_module(f"stackctl.{args.command}").main(args.args)
         if args.command == "env":
             envfiles.write_env_files(stack)
             return 0

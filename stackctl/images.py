@@ -52,7 +52,7 @@ def compose_variables() -> dict[str, str]:
         "BASE_IMAGE": chosen.get("BASE_IMAGE", pins["REGISTRY_BASE_IMAGE"]),
         "DB_IMAGE": chosen.get("DB_IMAGE", pins["REGISTRY_DB_IMAGE"]),
         "REDIS_IMAGE": chosen.get("REDIS_IMAGE", pins["REGISTRY_REDIS_IMAGE"]),
-        "GEOSERVER_IMAGE": pins["GEOSERVER_IMAGE"],
+        "GEOSERVER_IMAGE": os.environ.get("GEOSERVER_IMAGE") or pins["GEOSERVER_IMAGE"],
         "WEB_IMAGE": os.environ.get("WEB_IMAGE") or pins["WEB_IMAGE"],
         "COMPOSE_PROFILES": chosen.get("COMPOSE_PROFILES", ""),
         "GEOSERVER_URL": chosen.get("GEOSERVER_URL", ""),
@@ -87,16 +87,22 @@ def _pull(image: str) -> bool:
     return docker.docker("pull", "--quiet", image, check=False, timeout=1800).returncode == 0
 
 
+def _registry_image(variable: str) -> str:
+    """The registry path's image for a compose variable: the caller's environment, else the pin."""
+    pin = "GEOSERVER_IMAGE" if variable == "GEOSERVER_IMAGE" else f"REGISTRY_{variable}"
+    return os.environ.get(variable) or versions()[pin]
+
+
 def _registry_path() -> bool:
-    pins = versions()
-    if not all(_pull(pins[k]) for k in ("REGISTRY_REDIS_IMAGE", "REGISTRY_DB_IMAGE", "REGISTRY_BASE_IMAGE")):
+    base, db, redis = (_registry_image(v) for v in ("BASE_IMAGE", "DB_IMAGE", "REDIS_IMAGE"))
+    if not all(_pull(image) for image in (redis, db, base)):
         return False
-    geoserver = _pull(pins["GEOSERVER_IMAGE"])
+    geoserver_image = _registry_image("GEOSERVER_IMAGE")
+    geoserver = _pull(geoserver_image)
     if not geoserver:
-        say(f"WARNING: {pins['GEOSERVER_IMAGE']} could not be pulled: the stack runs WITHOUT "
-            "GeoServer (set GEOSERVER_IMAGE in images/versions.env to a tag that exists)")
-    _record("registry", pins["REGISTRY_BASE_IMAGE"], pins["REGISTRY_DB_IMAGE"],
-            pins["REGISTRY_REDIS_IMAGE"], geoserver)
+        say(f"WARNING: {geoserver_image} could not be pulled: the stack runs WITHOUT GeoServer "
+            "(set GEOSERVER_IMAGE to a tag that exists)")
+    _record("registry", base, db, redis, geoserver)
     return True
 
 
@@ -117,7 +123,7 @@ def choose() -> None:
             build_local_images()
         return
     wanted = os.environ.get("IMAGE_SOURCE", "auto")
-    probe = versions()["REGISTRY_REDIS_IMAGE"]
+    probe = _registry_image("REDIS_IMAGE")
     if wanted == "local":
         _local_path("IMAGE_SOURCE=local")
     elif wanted == "registry":

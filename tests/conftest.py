@@ -32,6 +32,7 @@ SUITES = ("static", "unit", "infra", "e2e", "browser", "faults", "backup")
 STACK_SUITES = {"infra", "e2e", "browser", "faults", "backup"}
 ALLOWED_SKIP = re.compile(r"geoserver", re.IGNORECASE)
 RESULTS = BUILD_DIR / "test-results"
+MISSING_SUITES = pytest.StashKey[list]()
 
 
 def _suite(item: pytest.Item) -> str:
@@ -46,6 +47,28 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker("stack")
     # Stable: within a suite, files and tests keep their order.
     items.sort(key=lambda item: SUITES.index(_suite(item)) if _suite(item) in SUITES else len(SUITES))
+
+
+def _full_run(config) -> bool:
+    """No selection: every suite must then run at least one test."""
+    narrowed = config.getoption("keyword") or config.getoption("markexpr") or config.getoption("lf", False)
+    return not narrowed and all(Path(arg).resolve() == TESTS for arg in config.args)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if not _full_run(session.config):
+        return
+    ran = {_suite(item) for item in session.items}
+    missing = [suite for suite in SUITES if suite not in ran]
+    if missing:
+        session.config.stash[MISSING_SUITES] = missing
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    missing = config.stash.get(MISSING_SUITES, None)
+    if missing:
+        terminalreporter.write_line(f"FAILED: these suites ran no test: {', '.join(missing)}", red=True)
 
 
 @pytest.hookimpl(hookwrapper=True)

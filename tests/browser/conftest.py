@@ -26,7 +26,9 @@ def pytest_runtest_makereport(item, call):
     setattr(item, f"report_{report.when}", report)
 
 
-@pytest.fixture(scope="session")
+# Package scope: Playwright's sync API runs an event loop in this thread while the browser
+# lives, which must be gone before suites that start their own loops (faults) run.
+@pytest.fixture(scope="package")
 def browser():
     from playwright.sync_api import sync_playwright
 

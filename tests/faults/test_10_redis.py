@@ -16,7 +16,7 @@ from tests.notifications import wait_until
 
 
 def _dam_id_by_name(portal: Portal, name: str) -> int | None:
-    for dam in portal.all_dams():
+    for dam in portal.dams_since():
         if dam.get("name") == name:
             return int(dam["id"])
     return None

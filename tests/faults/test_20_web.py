@@ -17,7 +17,7 @@ def test_web_restart_clients_reconnect_catch_up_and_dams_persist(stack, portal, 
         await asyncio.to_thread(docker.docker, "restart", "-t", "30", web, timeout=120)
         await asyncio.to_thread(stack.wait_healthy, "web", timeout=180)
 
-        names = {d["name"]: int(d["id"]) for d in await asyncio.to_thread(portal.all_dams)}
+        names = {d["name"]: int(d["id"]) for d in await asyncio.to_thread(portal.dams_since)}
         assert before in names.values(), "a dam added before the web restart is gone after it"
 
         after, t = await fk.add_dam(portal, "after-web-restart")

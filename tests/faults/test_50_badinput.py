@@ -335,15 +335,12 @@ def test_csrf_is_enforced_on_add_and_upload(target, admin):
 
 
 def _nginx_body_limit(containers) -> int:
-    """Bytes nginx accepts in a request body: CLIENT_MAX_BODY_SIZE (the official image's name) as
-    the web container sees it, else nginx's effective config, else nginx's default (1m)."""
-    env = dict(kv.split("=", 1) for kv in json.loads(
-        docker.docker("inspect", "-f", "{{json .Config.Env}}", containers["web"]).stdout))
-    raw = env.get("CLIENT_MAX_BODY_SIZE")
-    if not raw:
-        grep = "grep -rhos 'client_max_body_size[^;]*' /etc/nginx /run /tmp /var/lib/tethys* 2>/dev/null | head -1"
-        out = docker.docker("exec", containers["web"], "sh", "-c", grep, check=False).stdout
-        raw = out.split()[-1] if out.split() else "1m"
+    """Bytes nginx accepts in a request body, read from the config Salt rendered at start
+    (CLIENT_MAX_BODY_SIZE, the official image's name, sets it)."""
+    conf = docker.docker("exec", containers["web"], "sh", "-c", 'cat "$TETHYS_RUN_DIR/nginx.conf"').stdout
+    limits = re.findall(r"client_max_body_size\s+([^;]+);", conf)
+    assert limits, "no client_max_body_size in the web container's nginx.conf"
+    raw = limits[0]
     m = re.fullmatch(r"\s*(\d+)\s*([kKmMgG]?)\s*", raw)
     assert m, f"cannot read the nginx body limit {raw!r}"
     return int(m.group(1)) * {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[m.group(2).lower()]

@@ -23,7 +23,7 @@ def _make(make_target: str, target: Stack, asgi_processes: int) -> None:
 
 def test_make_down_then_up_keeps_all_data(target, credentials, portal, asgi_processes):
     portal.add_dam_checked(unique_name("before-down-up"))
-    before = sorted((int(d["id"]), d["name"]) for d in portal.all_dams())
+    before = sorted((int(d["id"]), d["name"]) for d in portal.dams_since())
 
     _make("down", target, asgi_processes)
     assert not docker.docker("ps", "-q", "--filter", f"label=com.docker.compose.project={target.project}").stdout.strip(), \
@@ -31,5 +31,5 @@ def test_make_down_then_up_keeps_all_data(target, credentials, portal, asgi_proc
     _make("up", target, asgi_processes)
 
     again = Portal(target.base_url).login(*credentials)  # the admin account survived too
-    after = sorted((int(d["id"]), d["name"]) for d in again.all_dams())
+    after = sorted((int(d["id"]), d["name"]) for d in again.dams_since())
     assert after == before, f"dams changed across down/up: lost {set(before) - set(after)}, new {set(after) - set(before)}"

@@ -1,114 +1,18 @@
-"""The web container: its processes, their users, the workers' sockets, the effective config.
+"""The web container through testinfra: its processes and their users (`host.process`), the
+workers' unix sockets (`host.socket`), files (`host.file`) and the effective config."""
 
-Processes are read from /proc by a small probe run with the image's own Python, because the
-image need not ship procps (testinfra's `host.process` needs `ps`)."""
-
-import json
-import os
+import re
 from urllib.parse import urlparse
 
 import pytest
 import yaml
 
-PROC_PROBE = r"""
-import json, os
-me = os.getpid()
-listening = {}  # socket inode -> path, for listening unix sockets
-with open('/proc/net/unix') as f:
-    next(f)
-    for line in f:
-        parts = line.split()
-        # columns: Num RefCount Protocol Flags Type St Inode [Path]; flag 0x10000 = listening
-        if len(parts) >= 8 and int(parts[3], 16) & 0x10000:
-            listening[parts[6]] = parts[7]
-procs = []
-for pid in filter(str.isdigit, os.listdir('/proc')):
-    try:
-        status = dict(l.split(':', 1) for l in open(f'/proc/{pid}/status') if ':' in l)
-        argv = open(f'/proc/{pid}/cmdline', 'rb').read().decode(errors='replace').split('\0')
-    except OSError:
-        continue
-    if int(pid) == me:
-        continue
-    sockets, fds_readable = [], True
-    try:
-        for fd in os.listdir(f'/proc/{pid}/fd'):
-            try:
-                target = os.readlink(f'/proc/{pid}/fd/{fd}')
-            except OSError:
-                continue
-            if target.startswith('socket:['):
-                inode = target[8:-1]
-                if inode in listening:
-                    sockets.append(listening[inode])
-    except OSError:
-        fds_readable = False
-    procs.append({
-        'pid': int(pid),
-        'ppid': int(status['PPid'].strip()),
-        'uid': int(status['Uid'].split()[1]),  # effective uid
-        'argv': [a for a in argv if a],
-        'listen': sorted(set(sockets)),
-        'fds_readable': fds_readable,
-    })
-print(json.dumps({'procs': procs, 'listening': sorted(set(listening.values()))}))
-"""
-
-SOCKET_PROBE = r"""
-import json, socket, sys
-out = {}
-for path in json.loads(sys.stdin.readline()):
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(10)
-    try:
-        s.connect(path)
-        s.sendall(b'GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n')
-        out[path] = s.recv(64).decode(errors='replace').split('\r\n')[0]
-    except OSError as e:
-        out[path] = 'ERROR ' + repr(e)
-    finally:
-        s.close()
-print(json.dumps(out))
-"""
-
-
-def _is(proc, program):
-    argv = proc["argv"]
-    if not argv:
-        return False
-    if program == "nginx":
-        return argv[0].startswith("nginx:") or os.path.basename(argv[0]) == "nginx"
-    # a wrapper named like "tethys-daphne" counts (it is daphne with a shutdown hook)
-    names = [os.path.basename(a) for a in argv[:3]]
-    return (any(n == program or n.endswith("-" + program) for n in names)
-            or ("-m" in argv[:3] and program in argv[:4]))
-
-
-def _socket_args(argv):
-    """Unix socket paths named on a daphne command line (-u, --unix-socket, -e unix:...)."""
-    paths = []
-    for i, arg in enumerate(argv):
-        if arg in ("-u", "--unix-socket") and i + 1 < len(argv):
-            paths.append(argv[i + 1])
-        elif arg.startswith("--unix-socket="):
-            paths.append(arg.split("=", 1)[1])
-        elif arg in ("-e", "--endpoint") and i + 1 < len(argv) and argv[i + 1].startswith("unix:"):
-            paths.append(argv[i + 1].split(":", 1)[1].split(":")[0])
-    return paths
+SOCKET_ARG = re.compile(r"--unix-socket[= ](\S+)")
 
 
 @pytest.fixture(scope="module")
-def web_python(stack):
-    return stack.web_python_path()
-
-
-@pytest.fixture(scope="module")
-def processes(stack, web_python):
-    data = json.loads(stack.exec("web", [web_python, "-"], input=PROC_PROBE))
-    # docker exec'd commands (this probe's own shell, if any) have PPid 0 like PID 1 does;
-    # keep PID 1 and everything the container started itself.
-    data["procs"] = [p for p in data["procs"] if p["pid"] == 1 or p["ppid"] != 0]
-    return data
+def web(stack):
+    return stack.host("web")
 
 
 @pytest.fixture(scope="module")
@@ -118,69 +22,65 @@ def asgi_processes(stack):
     return int(value)
 
 
+@pytest.fixture(scope="module")
+def daphnes(web):
+    # tethys-daphne: daphne with a shutdown hook that closes every WebSocket with 1000
+    return web.process.filter(comm="tethys-daphne")
+
+
+def worker_socket(process) -> str:
+    match = SOCKET_ARG.search(process.args)
+    assert match, f"daphne {process.pid} names no unix socket: {process.args}"
+    return match.group(1)
+
+
 def test_test_stack_runs_three_asgi_processes(asgi_processes):
     # tests/conftest.py sets ASGI_PROCESSES=3 for the test stack: the e2e suite relies on it.
     assert asgi_processes == 3
 
 
-def test_supervisord_and_nginx_run(processes):
-    procs = processes["procs"]
-    assert [p for p in procs if _is(p, "supervisord")], "supervisord is not running"
-    nginx = [p for p in procs if _is(p, "nginx")]
-    assert any("master" in " ".join(p["argv"]) for p in nginx), f"no nginx master process: {nginx}"
-    assert any("worker" in " ".join(p["argv"]) for p in nginx), f"no nginx worker process: {nginx}"
+def test_supervisord_is_pid_1(web):
+    assert "supervisord" in web.process.get(pid=1).args
 
 
-def test_exactly_asgi_processes_daphne_workers(processes, asgi_processes):
-    daphnes = [p for p in processes["procs"] if _is(p, "daphne")]
+def test_nginx_master_and_workers_run(web):
+    nginx = [p.args for p in web.process.filter(comm="nginx")]
+    assert any("master" in a for a in nginx), f"no nginx master process: {nginx}"
+    assert any("worker" in a for a in nginx), f"no nginx worker process: {nginx}"
+
+
+def test_exactly_asgi_processes_daphne_workers(daphnes, asgi_processes):
     assert len(daphnes) == asgi_processes, (
-        f"{len(daphnes)} daphne processes for ASGI_PROCESSES={asgi_processes}: "
-        + "; ".join(" ".join(p["argv"]) for p in daphnes)
-    )
+        f"{len(daphnes)} daphne processes for ASGI_PROCESSES={asgi_processes}: {[p.args for p in daphnes]}")
 
 
-def test_daphne_workers_are_supervised(processes):
-    supervisord = {p["pid"] for p in processes["procs"] if _is(p, "supervisord")}
-    for p in (p for p in processes["procs"] if _is(p, "daphne")):
-        assert p["ppid"] in supervisord, f"daphne {p['pid']} is not a child of supervisord"
+def test_daphne_workers_are_supervised(daphnes):
+    for process in daphnes:
+        assert process.ppid == 1, f"daphne {process.pid} is not a child of supervisord (pid 1)"
 
 
-def test_nothing_runs_as_root(processes):
-    root = [f"{p['pid']}: {' '.join(p['argv'])}" for p in processes["procs"] if p["uid"] == 0]
+def test_nothing_runs_as_root(web):
+    root = [f"{p.pid}: {p.args}" for p in web.process.filter() if p.euid == 0]
     assert not root, "processes running as root in web:\n" + "\n".join(root)
 
 
-def test_the_exec_user_is_not_root(stack):
+def test_the_exec_user_is_not_root(web):
     # the image's USER: also what `docker exec` gets, so an operator's shell is not root either
-    assert stack.host("web").user().uid != 0
+    assert web.user().uid != 0
 
 
-def _worker_sockets(processes):
-    sockets = {}
-    for p in (p for p in processes["procs"] if _is(p, "daphne")):
-        paths = p["listen"] or _socket_args(p["argv"])
-        sockets[p["pid"]] = paths
-    return sockets
+def test_each_worker_has_its_own_listening_unix_socket(web, daphnes):
+    paths = [worker_socket(p) for p in daphnes]
+    assert paths, "no daphne worker found"
+    assert len(set(paths)) == len(paths), f"workers share a socket: {paths}"
+    for path in paths:
+        assert web.socket(f"unix://{path}").is_listening, f"{path} is not listening"
 
 
-def test_each_worker_has_its_own_listening_unix_socket(processes):
-    sockets = _worker_sockets(processes)
-    assert sockets, "no daphne worker found"
-    all_paths = []
-    for pid, paths in sockets.items():
-        assert len(paths) == 1, f"daphne {pid} listens on {paths or 'no unix socket'}"
-        assert paths[0] in processes["listening"], f"{paths[0]} of daphne {pid} is not listening"
-        all_paths += paths
-    assert len(set(all_paths)) == len(all_paths), f"workers share a socket: {sockets}"
-
-
-def test_each_worker_socket_answers_http(stack, processes, web_python):
-    paths = [p for ps in _worker_sockets(processes).values() for p in ps]
-    answers = json.loads(
-        stack.exec("web", [web_python, "-c", SOCKET_PROBE], input=json.dumps(paths) + "\n")
-    )
-    for path, status_line in answers.items():
-        assert status_line.startswith("HTTP/1."), f"worker socket {path}: {status_line}"
+def test_each_worker_socket_answers_http(web, daphnes):
+    for path in (worker_socket(p) for p in daphnes):
+        answer = web.run(f"printf 'GET / HTTP/1.0\\r\\nHost: localhost\\r\\n\\r\\n' | nc -N -U {path} | head -n1")
+        assert answer.stdout.startswith("HTTP/1."), f"worker socket {path}: {answer.stdout!r} {answer.stderr!r}"
 
 
 # ---------------------------------------------------------------------------------------------

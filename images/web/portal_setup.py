@@ -408,6 +408,20 @@ def _unreachable(result: dict) -> bool:
     return result.get("error", "").startswith(("OperationalError", "PoolTimeout"))
 
 
+def _portal_db_refusal() -> dict | None:
+    """One plain login with Django's settings: a refused one fails at once, where Django's
+    connection pool would wait for its timeout first (a first start, before the roles exist)."""
+    django_setup()
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    conn, message = _connect(db.get("HOST"), db.get("PORT"), db.get("USER"), db.get("PASSWORD"), db.get("NAME"))
+    if conn is None:
+        return {"error": f"OperationalError: the portal database refused a login: {message.splitlines()[0]}"}
+    conn.close()
+    return None
+
+
 def run_document(command: str, document: dict, apply_id: str = "") -> dict:
     """`inspect`: every step of DOCUMENT. `apply`: the step APPLY_ID, then every other step
     inspected afresh."""
@@ -419,9 +433,13 @@ def run_document(command: str, document: dict, apply_id: str = "") -> dict:
         steps = [steps[ids.index(apply_id)]] + [entry for entry in steps if entry["id"] != apply_id]
     results = {}
     unreachable = None
+    checked = False
     for entry in steps:
         do_apply = command == "apply" and entry["id"] == apply_id
         needs_django = STEPS.get(entry["step"], (None, False))[1]
+        if needs_django and not checked:
+            checked = True
+            unreachable = _portal_db_refusal()
         if needs_django and unreachable is not None and not do_apply:
             # each further try would wait for the connection pool's timeout again
             results[entry["id"]] = unreachable

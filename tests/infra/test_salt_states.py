@@ -13,8 +13,6 @@ import json
 
 import pytest
 
-pytestmark = [pytest.mark.stack, pytest.mark.infra]
-
 MAX_DAMS_STATE = "tethys_portal_|-tethys-app-setting-max-dams_|-max_dams_|-app_setting"
 
 

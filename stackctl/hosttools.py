@@ -11,16 +11,23 @@ import subprocess
 import sys
 
 from stackctl.console import StackError, say
-from stackctl.settings import ROOT
+from stackctl.settings import ROOT, versions
 
 VENV = ROOT / ".venv"
 REQUIREMENTS = [ROOT / "requirements-dev.txt", ROOT / "images" / "web" / "requirements.txt"]
-DEBIAN_PACKAGES = {
-    "chromium": "the browser suite and the JS client tests drive Debian's build (never a downloaded one)",
-    "debootstrap": "the registry-free base image",
-    "postgresql-15": "the unit suite's and `make dev`'s local cluster",
-    "postgresql-15-postgis-3": "PostGIS for that cluster",
-}
+
+
+def postgres_packages() -> list[str]:
+    """PostgreSQL and PostGIS of the pinned majors, for the unit suite's and `make dev`'s cluster."""
+    pins = versions()
+    major = pins["POSTGRES_MAJOR"]
+    return [f"postgresql-{major}", f"postgresql-{major}-postgis-{pins['POSTGIS_MAJOR']}"]
+
+
+def test_packages() -> list[str]:
+    # chromium: the browser suite and the JS client tests drive Debian's build (never a
+    # downloaded one); debootstrap: the registry-free base image.
+    return ["chromium", "debootstrap", *postgres_packages()]
 
 
 def _missing_packages(names) -> list[str]:
@@ -40,7 +47,7 @@ def _as_root(argv: list[str]) -> list[str]:
     raise StackError(f"need root to run: {' '.join(argv)} (run as root, or install the packages first)")
 
 
-def ensure_debian_packages(names=tuple(DEBIAN_PACKAGES)) -> None:
+def ensure_debian_packages(names) -> None:
     missing = _missing_packages(names)
     if not missing:
         return

@@ -1,4 +1,4 @@
-"""A project-local PostgreSQL 15 + PostGIS 3 cluster from Debian packages, for the unit tests
+"""A project-local PostgreSQL + PostGIS cluster (the majors of images/versions.env) from Debian packages, for the unit tests
 and `make dev` on a machine without Docker.
 
 Each cluster has a name: its data lives in .local/NAME/data, so the unit tests (pg-unit) never
@@ -25,13 +25,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+from stackctl import hosttools
 from stackctl.console import StackError, say
-from stackctl.settings import ROOT
+from stackctl.settings import ROOT, versions
 
-PG_VERSION = "15"  # Debian 12's PostgreSQL; PostGIS 3 is packaged for it as postgresql-15-postgis-3
+PG_VERSION = versions()["POSTGRES_MAJOR"]
 PG_BIN = Path(f"/usr/lib/postgresql/{PG_VERSION}/bin")
 POSTGIS_CONTROL = Path(f"/usr/share/postgresql/{PG_VERSION}/extension/postgis.control")
-PACKAGES = [f"postgresql-{PG_VERSION}", f"postgresql-{PG_VERSION}-postgis-3"]
 LOCAL_DIR = ROOT / ".local"
 
 
@@ -62,21 +62,8 @@ class Cluster:
 
     @staticmethod
     def ensure_packages() -> None:
-        if (PG_BIN / "initdb").exists() and POSTGIS_CONTROL.exists():
-            return
-        if os.getuid() != 0:
-            raise StackError(f"{' and '.join(PACKAGES)} are missing: install them as root "
-                             f"(apt-get install {' '.join(PACKAGES)})")
-        say(f"installing {' '.join(PACKAGES)} with apt-get (about a minute)")
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *PACKAGES]
-        quiet = {"stdin": subprocess.DEVNULL, "stdout": subprocess.DEVNULL, "env": env}
-        if subprocess.run(install, **quiet).returncode == 0:
-            return
-        # stale package lists: refresh them once and retry
-        if (subprocess.run(["apt-get", "update", "-q"], **quiet).returncode != 0
-                or subprocess.run(install, **quiet).returncode != 0):
-            raise StackError("apt-get could not install PostgreSQL/PostGIS; check the apt sources and network")
+        if not ((PG_BIN / "initdb").exists() and POSTGIS_CONTROL.exists()):
+            hosttools.ensure_debian_packages(hosttools.postgres_packages())
 
     def init(self) -> None:
         if (self.data / "PG_VERSION").exists():

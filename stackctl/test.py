@@ -11,7 +11,7 @@ from stackctl.settings import ROOT
 
 
 def main(argv: list[str]) -> int:
-    hosttools.ensure_debian_packages()
+    hosttools.ensure_debian_packages(hosttools.test_packages())
     python = hosttools.venv_python()
     os.chdir(ROOT)
     os.execv(python, [python, "-m", "pytest", *argv])

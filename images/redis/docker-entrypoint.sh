@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Starts Redis 5 with a password (REDIS_PASSWORD or REDIS_PASSWORD_FILE) and AOF persistence
-# in /data, so channel-layer group membership survives a restart (field notes §4).
+# in /data, so channel-layer group membership survives a restart.
 # Any other command is run as given.
 set -Eeuo pipefail
 

@@ -110,7 +110,7 @@ def test_redis_persists_to_disk(redis_probe):
 
 
 def test_redis_data_is_on_a_named_volume(stack, redis_probe):
-    # group membership must survive a container re-creation (field notes §4)
+    # group membership must survive a container re-creation
     reply = redis_probe["config_dir"]
     data_dir = reply[1] if isinstance(reply, list) and len(reply) == 2 else "/data"
     mounts = [m for m in stack.inspect("redis")["Mounts"] if m.get("Type") == "volume"]

@@ -22,7 +22,6 @@ import importlib.util
 import json
 import os
 import re
-import secrets
 import signal
 import subprocess
 import sys
@@ -31,6 +30,7 @@ from pathlib import Path
 
 from stackctl import hosttools, localpg
 from stackctl.console import StackError, say
+from stackctl.envfiles import ensure_secret_file
 from stackctl.settings import ROOT
 
 LOCAL = ROOT / ".local"
@@ -60,13 +60,7 @@ def portal_setup_module():
 
 def stored_secret(name: str) -> str:
     """A generated value kept in a 0600 file under .local (never committed), made once."""
-    path = LOCAL / name
-    if not path.exists() or not path.read_text().strip():
-        LOCAL.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_urlsafe(24) + "\n")
-    return path.read_text().strip()
+    return ensure_secret_file(LOCAL / name)
 
 
 def write_portal_config(port: int, pg: dict[str, str]) -> None:

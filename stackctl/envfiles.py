@@ -58,6 +58,14 @@ def random_secret() -> str:
     return "".join(secrets.choice(SECRET_ALPHABET) for _ in range(SECRET_LENGTH))
 
 
+def ensure_secret_file(path: Path, value: str | None = None, mode: int = 0o600) -> str:
+    """The secret kept in PATH, written once (VALUE, else a random one) if missing or empty."""
+    if not path.exists() or not path.read_text().strip():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_private(path, (value or random_secret()) + "\n", mode)
+    return path.read_text().strip()
+
+
 def resolve(values: dict[str, str], name: str) -> str | None:
     """NAME's value, or the content of the file NAME_FILE names (a host path, relative to
     the checkout when not absolute)."""
@@ -120,7 +128,7 @@ class EnvWriter:
             return
         # 644 inside a 700 directory: only root on the host reaches it, and the container's
         # unprivileged user can read the bind-mounted copy.
-        _write_private(path, (value or random_secret()) + "\n", mode=0o644)
+        ensure_secret_file(path, value, mode=0o644)
         say(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
 
     def derived(self, key: str) -> str | None:

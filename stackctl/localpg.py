@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import pwd
-import secrets
 import shlex
 import shutil
 import socket
@@ -27,6 +26,7 @@ from pathlib import Path
 
 from stackctl import hosttools
 from stackctl.console import StackError, say
+from stackctl.envfiles import ensure_secret_file
 from stackctl.settings import ROOT, versions
 
 PG_VERSION = versions()["POSTGRES_MAJOR"]
@@ -72,10 +72,7 @@ class Cluster:
         self.base.mkdir(parents=True, exist_ok=True)
         self._chown_postgres(self.base)
         self.base.chmod(0o700)
-        if not self.password_file.exists() or not self.password_file.stat().st_size:
-            fd = os.open(self.password_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                fh.write(secrets.token_urlsafe(24) + "\n")
+        ensure_secret_file(self.password_file)
         self._chown_postgres(self.password_file)
         # Local socket: peer (only the postgres OS user); TCP on loopback: password.
         self._as_postgres([str(PG_BIN / "initdb"), "-D", str(self.data), "-U", "postgres",

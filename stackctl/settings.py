@@ -8,7 +8,7 @@ test stack runs beside the operator's: both are `Stack` values, read from the en
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,9 +47,6 @@ class Stack:
             bind=environ.get("WEB_BIND") or DEFAULT_BIND,
             port=int(environ.get("WEB_PORT") or DEFAULT_PORT),
         )
-
-    def with_changes(self, **changes) -> "Stack":
-        return replace(self, **changes)
 
     @property
     def env_dir_ref(self) -> str:

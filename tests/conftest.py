@@ -12,9 +12,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
+import sys
 from pathlib import Path
 
 import pytest
@@ -82,17 +84,27 @@ def pytest_runtest_makereport(item, call):
             report.longrepr = f"skipped, but only GeoServer's tests may skip: {reason}"
 
 
+@contextlib.contextmanager
+def shown(request):
+    """Lets a long step's progress (image builds, the stack coming up) reach the terminal,
+    which pytest's output capture would otherwise hold back until the end."""
+    with request.config.pluginmanager.getplugin("capturemanager").global_and_fixture_disabled():
+        print(file=sys.stderr)
+        yield
+
+
 def _require_docker() -> None:
     if not docker.usable():
         pytest.fail(docker.DOCKER_MISSING, pytrace=False)
 
 
 @pytest.fixture(scope="session")
-def web_image() -> str:
+def web_image(request) -> str:
     """Every image of the stack, built (or pulled) as `make up` would; the web image's name."""
     _require_docker()
     try:
-        images.prepare()
+        with shown(request):
+            images.prepare()
     except StackError as exc:
         pytest.fail(f"the images could not be built: {exc}", pytrace=False)
     return images.compose_variables()["WEB_IMAGE"]
@@ -105,7 +117,7 @@ def _save_logs(stack: TestStack) -> None:
 
 
 @pytest.fixture(scope="session")
-def stack(web_image) -> TestStack:
+def stack(web_image, request) -> TestStack:
     """The test stack, fresh: project dam-inventory-test on 127.0.0.1:18080, env/test, three
     workers. KEEP_STACK=1 leaves it up afterwards."""
     test_stack = TestStack(TEST_STACK)
@@ -116,7 +128,8 @@ def stack(web_image) -> TestStack:
     try:
         envfiles.write_env_files(TEST_STACK, workers)
         envfiles.set_value(TEST_STACK.env_file("web"), "ASGI_PROCESSES", workers["ASGI_PROCESSES"])
-        up(TEST_STACK, workers)
+        with shown(request):
+            up(TEST_STACK, workers)
     except StackError as exc:
         _save_logs(test_stack)
         pytest.fail(f"the test stack did not come up: {exc}\n(logs: {RESULTS / 'stack.log'})", pytrace=False)

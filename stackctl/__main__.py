@@ -47,6 +47,14 @@ def main(argv: list[str] | None = None) -> int:
     for name, help_text in DELEGATED.items():
         sub.add_parser(name, help=help_text, add_help=False)
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["compose"]:  # everything after it is compose's, options included
+        console.set_tag("compose")
+        try:
+            docker.require()
+            Compose(Stack.from_environment()).exec_interactive(*argv[1:])
+        except StackError as exc:
+            say(f"ERROR: {exc}")
+            return 1
     if argv and argv[0] in DELEGATED:
         console.set_tag(argv[0])
         try:
@@ -73,8 +81,6 @@ def main(argv: list[str] | None = None) -> int:
             compose("down", capture=False)
         elif args.command == "clean":
             return clean(compose, args.confirm or os.environ.get("CONFIRM") == "1")
-        elif args.command == "compose":
-            return compose(*args.args, check=False, capture=False).returncode
         elif args.command == "backup":
             from stackctl.backup import backup
 

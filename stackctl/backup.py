@@ -9,6 +9,7 @@ pg_dump and pg_restore run inside the db container, so the host needs no Postgre
 from __future__ import annotations
 
 import datetime
+import subprocess
 import tarfile
 import tempfile
 from pathlib import Path
@@ -41,8 +42,17 @@ class Database:
         out = self.shell('psql -X -U "$POSTGRES_USER" -d postgres -At -c "$1"', sql, input=b"").stdout
         return out.decode().split()
 
-    def dump(self, name: str) -> bytes:
-        return self.shell('pg_dump -U "$POSTGRES_USER" --format=custom --dbname="$1"', name, input=b"").stdout
+    def stream(self, script: str, *args: str, stdin=None, stdout=None, what: str) -> None:
+        """Like shell(), with a file as input or output: a dump never has to fit in memory."""
+        proc = subprocess.run(["docker", "exec", "-i", self.cid, "sh", "-c", script, "sh", *args],
+                              stdin=stdin or subprocess.DEVNULL, stdout=stdout, stderr=subprocess.PIPE)
+        if proc.returncode != 0:
+            raise StackError(f"{what} failed: {proc.stderr.decode(errors='replace')[-1500:]}")
+
+    def dump(self, name: str, target: Path) -> None:
+        with target.open("wb") as out:
+            self.stream('pg_dump -U "$POSTGRES_USER" --format=custom --dbname="$1"', name, stdout=out,
+                        what=f"pg_dump of {name}")
 
     def psql(self, sql: str, check: bool = True):
         return self.shell('psql -X -q -v ON_ERROR_STOP=1 -U "$POSTGRES_USER" -d postgres -c "$1"', sql,
@@ -65,17 +75,20 @@ def backup(compose: Compose, backup_dir: Path) -> Path:
         (work / "roles.sql").write_bytes(roles.stdout)
         for name in names:
             say(f"dumping {name}")
-            (work / f"{name}.dump").write_bytes(db.dump(name))
+            db.dump(name, work / f"{name}.dump")
         server = db.query("SHOW server_version")
         (work / "MANIFEST").write_text(
             f"project={compose.stack.project}\ncreated={stamp}\nserver={' '.join(server)}\n"
             f"databases={' '.join(names)}\n")
         partial = archive.with_name(archive.name + ".partial")
-        with tarfile.open(partial, "w") as tar:
-            for f in sorted(work.iterdir()):
-                tar.add(f, arcname=f.name)
-        partial.chmod(0o600)
-        partial.replace(archive)
+        try:
+            with tarfile.open(partial, "w") as tar:
+                for f in sorted(work.iterdir()):
+                    tar.add(f, arcname=f.name)
+            partial.chmod(0o600)
+            partial.replace(archive)
+        finally:
+            partial.unlink(missing_ok=True)
     say(f"wrote {archive} ({archive.stat().st_size / 1e6:.1f} MB: {' '.join(names)})")
     say(f"restore it with: make restore FILE={_shown(archive)}")
     return archive
@@ -123,11 +136,10 @@ def restore(compose: Compose, archive: Path, timeout: float = 300) -> None:
         for name in names:
             say(f"replacing database {name}")
             db.psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            proc = db.shell('pg_restore -U "$POSTGRES_USER" --create --exit-on-error --dbname=postgres',
-                            input=(work / f"{name}.dump").read_bytes(), check=False)
-            if proc.returncode != 0:
-                raise StackError(f"pg_restore of {name} failed: {proc.stderr.decode()[-1500:]}\nthe database "
-                                 "may be missing now: fix the cause and run the restore again")
+            with (work / f"{name}.dump").open("rb") as dump:
+                db.stream('pg_restore -U "$POSTGRES_USER" --create --exit-on-error --dbname=postgres', stdin=dump,
+                          what=f"pg_restore of {name} (the database may be missing now: fix the cause and "
+                               "run the restore again)")
     if not web_was_up:
         say("web was not running before the restore: leaving it stopped (make up starts it)")
         return

@@ -35,7 +35,7 @@ from pathlib import Path
 from stackctl import docker, hosttools, images
 from stackctl.compose import Compose
 from stackctl.console import StackError, say
-from stackctl.envfiles import read_env_file, stack_value, write_env_files
+from stackctl.envfiles import read_env_file, set_value, stack_value, write_env_files
 from stackctl.health import wait_healthy
 from stackctl.lifecycle import UP_TIMEOUT, services
 from stackctl.settings import BUILD_DIR, ENV_EXAMPLES_DIR, ROOT, Stack
@@ -50,17 +50,18 @@ WEB_PYTHON = "/opt/tethys-venv/bin/python"
 
 # Appended to the ref stack's web.env: the docs' value, and channels_redis' own defaults
 # instead of the image's.
-REF_WEB_ENV = """
-# make bench: the reference setup of the Tethys docs ("Django Channels Layer" page)
-CHANNEL_LAYERS_BACKEND=channels_redis.core.RedisChannelLayer
-CHANNEL_LAYERS_CONFIG={'hosts':[{'host': 'redis', 'port': 6379}]}
-CHANNEL_LAYERS_CAPACITY=100
-CHANNEL_LAYERS_GROUP_EXPIRY=86400
-# ...the tutorial's consumer (each socket joins the group) and Django's default of a database
-# connection per request: what the docs' setup has, where ours has a fan-out per process and a pool.
-DAM_INVENTORY_FANOUT=per-socket
-TETHYS_DB_POOL_MAX_SIZE=0
-"""
+# The reference setup of the Tethys docs ("Django Channels Layer" page): the core layer with
+# channels_redis' own capacity and group expiry, the tutorial's consumer (each socket joins the
+# group) and Django's default of a database connection per request, where ours has a fan-out
+# per process and a pool.
+REF_WEB_ENV = {
+    "CHANNEL_LAYERS_BACKEND": "channels_redis.core.RedisChannelLayer",
+    "CHANNEL_LAYERS_CONFIG": "{'hosts':[{'host': 'redis', 'port': 6379}]}",
+    "CHANNEL_LAYERS_CAPACITY": "100",
+    "CHANNEL_LAYERS_GROUP_EXPIRY": "86400",
+    "DAM_INVENTORY_FANOUT": "per-socket",
+    "TETHYS_DB_POOL_MAX_SIZE": "0",
+}
 
 
 def knob(name: str, default: str) -> str:
@@ -93,9 +94,8 @@ def write_env(cfg: str) -> None:
     # portal as web:8080 on the stack's network, so `web` is an allowed host (and origin).
     write_env_files(stack, {"ASGI_PROCESSES": asgi, "ALLOWED_HOSTS": "localhost,127.0.0.1,web",
                             "DAM_INVENTORY_MAX_DAMS": ""})
-    if cfg == "ref":
-        with stack.env_file("web").open("a") as web_env:
-            web_env.write(REF_WEB_ENV)
+    for key, value in (REF_WEB_ENV.items() if cfg == "ref" else ()):
+        set_value(stack.env_file("web"), key, value)
     say(f"{cfg}: ASGI_PROCESSES={asgi}, env in {stack.env_dir_ref}")
 
 

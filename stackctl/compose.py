@@ -30,12 +30,7 @@ class Compose:
         self.stack = stack
 
     def environment(self) -> dict[str, str]:
-        env = dict(os.environ)
-        # The recorded image choice; a variable already set by the caller wins.
-        for key, value in images.compose_variables().items():
-            env.setdefault(key, value)
-        env.update(self.stack.compose_variables())
-        return env
+        return {**os.environ, **images.compose_variables(), **self.stack.compose_variables()}
 
     def argv(self, *args: str) -> list[str]:
         return [*command(), "--project-name", self.stack.project, "--file", str(COMPOSE_FILE), *args]
@@ -43,6 +38,11 @@ class Compose:
     def __call__(self, *args: str, check: bool = True, capture: bool = True, timeout: float = 600):
         return docker.run(self.argv(*args), env=self.environment(), check=check, capture=capture,
                           timeout=timeout)
+
+    def exec_interactive(self, *args: str):
+        """Replaces this process with compose: a terminal, signals and no time limit (logs -f,
+        exec into a container)."""
+        os.execvpe(self.argv(*args)[0], self.argv(*args), self.environment())
 
     def announce(self) -> None:
         say(f"using `{' '.join(command())}`, project {self.stack.project}, env {self.stack.env_dir_ref}")

@@ -21,10 +21,13 @@ def run(argv, *, check: bool = True, timeout: float = 300, input: str | bytes | 
         env: dict[str, str] | None = None, capture: bool = True) -> subprocess.CompletedProcess:
     """Runs a command; with check, a failure raises StackError with its output's tail."""
     text = not isinstance(input, bytes)
-    proc = subprocess.run(
-        [str(a) for a in argv], input=input, text=text, timeout=timeout, env=env,
-        capture_output=capture, stdin=None if input is not None else subprocess.DEVNULL,
-    )
+    try:
+        proc = subprocess.run(
+            [str(a) for a in argv], input=input, text=text, timeout=timeout, env=env,
+            capture_output=capture, stdin=None if input is not None else subprocess.DEVNULL,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise StackError(f"`{shlex.join(map(str, argv))}` did not finish within {timeout:.0f}s") from exc
     if check and proc.returncode != 0:
         tail = ""
         if capture:
@@ -73,10 +76,10 @@ def image_size_mb(image: str) -> float:
 def container_state(cid: str) -> str:
     """healthy, starting, unhealthy, running (no healthcheck), exited, restarting, created,
     dead, or missing."""
-    info = inspect(cid) if docker("inspect", cid, check=False).returncode == 0 else []
-    if not info:
+    proc = docker("inspect", "-f", "{{json .State}}", cid, check=False)
+    if proc.returncode != 0:
         return "missing"
-    state = info[0]["State"]
+    state = json.loads(proc.stdout)
     if state["Status"] != "running":
         return state["Status"]
     return (state.get("Health") or {}).get("Status", "running")

@@ -124,7 +124,7 @@ class EnvWriter:
 
     def ensure_secret(self, name: str, value: str | None = None) -> None:
         path = self.secret_path(name)
-        if path.exists():
+        if path.exists() and path.read_text().strip():
             return
         # 644 inside a 700 directory: only root on the host reaches it, and the container's
         # unprivileged user can read the bind-mounted copy.

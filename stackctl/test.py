@@ -1,5 +1,6 @@
-"""`make test`: installs what the suites need on this host, then runs them all as ONE pytest
-run (tests/, ordered and marked by tests/conftest.py). Arguments go to pytest:
+"""`make test`: the suites as ONE pytest run (tests/, ordered and marked by tests/conftest.py)
+in the project's .venv, made on first use; the Debian packages a suite needs are installed by
+that suite's fixtures. Arguments go to pytest:
 `python -m stackctl test -m "not stack"`, `python -m stackctl test tests/e2e`."""
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from stackctl.settings import ROOT
 
 
 def main(argv: list[str]) -> int:
-    hosttools.ensure_debian_packages(hosttools.test_packages())
     python = hosttools.venv_python()
     os.chdir(ROOT)
     os.execv(python, [python, "-m", "pytest", *argv])

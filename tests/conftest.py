@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import secrets
 import sys
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import pytest
 
 from stackctl import docker, envfiles, images
 from stackctl.console import StackError
+from stackctl.envfiles import random_secret
 from stackctl.lifecycle import up
 from stackctl.portal import Portal
 from stackctl.portal import admin_credentials as stack_admin
@@ -119,25 +119,26 @@ def _save_logs(stack: TestStack) -> None:
 @pytest.fixture(scope="session")
 def stack(web_image, request) -> TestStack:
     """The test stack, fresh: project dam-inventory-test on 127.0.0.1:18080, env/test, three
-    workers. KEEP_STACK=1 leaves it up afterwards."""
+    workers. It is removed with its volumes at the end, also when it failed to come up;
+    KEEP_STACK=1 leaves it up."""
     test_stack = TestStack(TEST_STACK)
     test_stack.compose("down", "--volumes", "--remove-orphans", "--timeout", "30", check=False)
     # The suites prove fan-out across exactly this many workers, whatever env/test/web.env
     # (kept between runs) was edited to since.
     workers = {"ASGI_PROCESSES": str(TEST_ASGI_PROCESSES)}
     try:
-        envfiles.write_env_files(TEST_STACK, workers)
-        envfiles.set_value(TEST_STACK.env_file("web"), "ASGI_PROCESSES", workers["ASGI_PROCESSES"])
-        with shown(request):
-            up(TEST_STACK, workers)
-    except StackError as exc:
+        try:
+            envfiles.write_env_files(TEST_STACK, workers)
+            envfiles.set_value(TEST_STACK.env_file("web"), "ASGI_PROCESSES", workers["ASGI_PROCESSES"])
+            with shown(request):
+                up(TEST_STACK, workers)
+        except StackError as exc:
+            pytest.fail(f"the test stack did not come up: {exc}\n(logs: {RESULTS / 'stack.log'})", pytrace=False)
+        yield test_stack
+    finally:
         _save_logs(test_stack)
-        pytest.fail(f"the test stack did not come up: {exc}\n(logs: {RESULTS / 'stack.log'})", pytrace=False)
-    yield test_stack
-    _save_logs(test_stack)
-    if os.environ.get("KEEP_STACK") == "1":
-        return
-    test_stack.compose("down", "--volumes", "--remove-orphans", "--timeout", "30", check=False)
+        if os.environ.get("KEEP_STACK") != "1":
+            test_stack.compose("down", "--volumes", "--remove-orphans", "--timeout", "30", check=False)
 
 
 @pytest.fixture(scope="session")
@@ -148,7 +149,7 @@ def admin_credentials(stack) -> tuple[str, str]:
 @pytest.fixture(scope="session")
 def viewer_credentials(stack) -> tuple[str, str]:
     """A plain portal user without the add_dams permission (created as an operator would)."""
-    name, password = "stack-test-viewer", secrets.token_urlsafe(18)
+    name, password = "stack-test-viewer", random_secret()
     stack.ensure_user(name, password, superuser=False)
     return name, password
 

@@ -221,12 +221,15 @@ async def open_clients_on_every_worker(
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, poll: float = 0.5, what: str = "condition") -> float:
+    """Seconds until predicate() holds; an exception from it counts as "not yet", and the last
+    one is named if the time runs out."""
     start = time.monotonic()
+    last_error = ""
     while time.monotonic() - start < timeout:
         try:
             if predicate():
                 return time.monotonic() - start
-        except Exception:
-            pass
+        except Exception as exc:  # a service coming back raises until it is back
+            last_error = f" (last error: {type(exc).__name__}: {exc})"
         time.sleep(poll)
-    raise TimeoutError(f"{what} not reached within {timeout:.0f}s")
+    raise TimeoutError(f"{what} not reached within {timeout:.0f}s{last_error}")

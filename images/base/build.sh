@@ -18,16 +18,7 @@ MIRROR=${MIRROR:-http://deb.debian.org/debian}
 
 log() { printf '[base] %s\n' "$*" >&2; }
 
-# make up on a fresh Debian machine does all set-up: install debootstrap when we may.
-install_debootstrap() {
-  [[ $(id -u) -eq 0 ]] || {
-    log "debootstrap missing: install it with 'apt-get install debootstrap' (needs root)"; exit 1; }
-  log "installing debootstrap with apt-get (first time only)"
-  { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null 2>&1 ||
-    { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null; }; } ||
-    { log "apt-get could not install debootstrap: check the apt sources and the network"; exit 1; }
-}
-command -v debootstrap >/dev/null || install_debootstrap
+command -v debootstrap >/dev/null || { log "debootstrap is missing: apt-get install debootstrap"; exit 1; }
 
 rootfs=$(mktemp -d /tmp/bookworm-rootfs.XXXXXX)
 trap 'rm -rf "$rootfs"' EXIT

@@ -29,6 +29,7 @@ import json
 import os
 import sys
 import time
+import traceback
 from dataclasses import dataclass, field
 
 
@@ -399,6 +400,8 @@ def _result(step: str, do_apply: bool, params: dict) -> dict:
     except StepError as exc:
         return {"error": str(exc)}
     except Exception as exc:  # noqa: BLE001 - reported as the step's failure, with its type
+        # The whole traceback goes to the container's log; the state's comment gets its gist.
+        traceback.print_exc(file=sys.stderr)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         return {"error": f"{type(exc).__name__}: {first}"}
 

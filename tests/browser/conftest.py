@@ -1,22 +1,17 @@
-"""Debian's Chromium driven by Playwright, never a downloaded browser (`playwright install` needs
-a CDN this machine cannot reach). Every page of a failed test is saved as a PNG screenshot under
-tests/browser/artifacts/."""
+"""Two users' pages in Debian's Chromium (tests/chromium.py). Every page of a failed test is
+saved as a PNG screenshot under tests/browser/artifacts/."""
 
-import os
 import re
 from pathlib import Path
 
 import pytest
 
 from stackctl.settings import TEST_STACK
+from tests.chromium import chromium
 
 BASE_URL = TEST_STACK.base_url
 
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
-# Flags for a headless run as root in a container-like machine with no GPU and no internet.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -30,13 +25,8 @@ def pytest_runtest_makereport(item, call):
 # lives, which must be gone before suites that start their own loops (faults) run.
 @pytest.fixture(scope="package")
 def browser():
-    from playwright.sync_api import sync_playwright
-
-    assert Path(CHROMIUM).exists(), f"{CHROMIUM} missing: apt-get install chromium (make test does)"
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+    with chromium() as b:
         yield b
-        b.close()
 
 
 def _same_host_only(route):

@@ -33,13 +33,13 @@ def _bootstrap_django() -> None:
     Tethys. Tethys registers the apps' URLs when Django starts, which needs the configured
     database to exist (empty is enough), or the app's URLs are silently missing."""
     import atexit
-    import secrets
     import shutil
     import tempfile
 
     import django
     import yaml
 
+    from stackctl.envfiles import random_secret
     from stackctl.localpg import ensure_cluster, ensure_database
 
     os.environ.update(ensure_cluster(UNIT_CLUSTER))
@@ -47,7 +47,7 @@ def _bootstrap_django() -> None:
     home = tempfile.mkdtemp(prefix="dam-unit-tethys.")
     atexit.register(shutil.rmtree, home, True)
     config = {"settings": {
-        "SECRET_KEY": secrets.token_urlsafe(40),
+        "SECRET_KEY": random_secret(),
         "DEBUG": False,
         "ALLOWED_HOSTS": ALLOWED_HOSTS,
         "DATABASES": {"default": {
@@ -61,7 +61,22 @@ def _bootstrap_django() -> None:
     django.setup()
 
 
-_bootstrap_django()
+# Done while pytest collects this directory, before the test modules import Tethys. If it
+# fails, the suite's modules are not collected (the run then fails: a suite ran no test)
+# and the reason is printed at the end, while the other suites still run.
+try:
+    _bootstrap_django()
+    BOOTSTRAP_ERROR = None
+except Exception as exc:  # noqa: BLE001 - any cause must be reported, not crash collection
+    BOOTSTRAP_ERROR = f"{type(exc).__name__}: {exc}"
+    collect_ignore_glob = ["test_*.py"]
+
+
+def pytest_terminal_summary(terminalreporter):
+    if BOOTSTRAP_ERROR:
+        terminalreporter.write_line(
+            f"unit suite not run: its PostgreSQL + PostGIS or Django could not be prepared: {BOOTSTRAP_ERROR}",
+            red=True)
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-CHROMIUM = "/usr/bin/chromium"
+from tests.chromium import chromium
+
 JS = Path(__file__).resolve().parents[2] / "app/tethysapp/dam_inventory/public/js/dam_inventory.js"
 
 FAKES = r"""
@@ -59,16 +60,8 @@ window.TETHYS_MAP_VIEW = {getMap: () => fakeMap};
 @pytest.fixture(scope="module")
 def browser(harness_html):
     # harness_html first: Django refuses to run inside the event loop Playwright's sync API starts.
-    if not Path(CHROMIUM).exists():
-        pytest.fail("chromium is missing: apt-get install chromium (make test installs it)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run"])
+    with chromium() as b:
         yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")

@@ -58,11 +58,18 @@ apply_states() {
   log "states applied in $((SECONDS - started)) s"
 }
 
+# The states wrote what the workers need (portal_config.yml, mode 600, owner only): no secret
+# stays in the environment of the long-running processes, where /proc/PID/environ would show it.
+forget_secrets() {
+  unset "${SECRETS[@]}"
+}
+
 start() {
   check_user
   require_secret_key
   clean_run_dir
   apply_states
+  forget_secrets
   log "starting supervisord ($RUN_DIR/supervisord.conf: nginx and the ASGI workers)"
   exec supervisord -c "$RUN_DIR/supervisord.conf"
 }

@@ -113,3 +113,21 @@ def test_no_secret_in_any_container_environment(stack, secrets_to_find):
     for service, cid in stack.containers().items():
         env = "\n".join(docker_inspect(cid)[0]["Config"]["Env"] or [])
         assert not _leaks(env, secrets_to_find), f"{service}'s environment holds {_leaks(env, secrets_to_find)}"
+
+
+# Every process's environment, as the container's own user reads it (a process of another uid
+# is unreadable once capabilities are dropped: the pids actually read are checked below).
+ENVIRON_DUMP = r"""
+for d in /proc/[0-9]*; do
+  if env=$(tr '\0' '\n' <"$d/environ" 2>/dev/null); then printf '@@@ %s\n%s\n' "${d#/proc/}" "$env"; fi
+done
+"""
+
+
+@pytest.mark.parametrize("service", ["web", "db", "redis"])
+def test_no_secret_in_any_running_process_environment(stack, secrets_to_find, service):
+    out = stack.exec(service, ["sh", "-c", ENVIRON_DUMP])
+    read = {int(line.split()[1]) for line in out.splitlines() if line.startswith("@@@ ")}
+    main_pids = {int(p) for p in stack.exec(service, ["sh", "-c", "cat /proc/1/task/1/children; echo 1"]).split()}
+    assert main_pids <= read, f"{service}: the environments of pids {sorted(main_pids - read)} could not be read"
+    assert not _leaks(out, secrets_to_find), f"{service}: a process environment holds {_leaks(out, secrets_to_find)}"

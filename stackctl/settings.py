@@ -88,5 +88,10 @@ class Stack:
 
 # The stack `make test` brings up beside the operator's: its own project, env files and
 # port, and three workers, so a notification is proven to cross worker processes.
-TEST_STACK = Stack(project="dam-inventory-test", env_dir=ROOT / "env" / "test", port=18080)
+# TEST_PROJECT, TEST_ENV_DIR and TEST_WEB_PORT move it, e.g. for two test runs at once.
+TEST_STACK = Stack(
+    project=os.environ.get("TEST_PROJECT") or "dam-inventory-test",
+    env_dir=ROOT / (os.environ.get("TEST_ENV_DIR") or "env/test"),
+    port=int(os.environ.get("TEST_WEB_PORT") or 18080),
+)
 TEST_ASGI_PROCESSES = 3

@@ -39,6 +39,7 @@ from stackctl.portal import (
 )
 from stackctl.settings import Stack
 from tests.notifications import ws_headers, ws_origin
+from tethysapp.dam_inventory.validation import MAX_CSV_BYTES
 
 settings.register_profile(
     "stack", max_examples=40, deadline=None, derandomize=False, database=None,
@@ -334,39 +335,62 @@ def test_csrf_is_enforced_on_add_and_upload(target, admin):
     assert last_dam_id(admin) == before, "a post refused for CSRF wrote a dam"
 
 
-def _nginx_body_limit(containers) -> int:
-    """Bytes nginx accepts in a request body, read from the config Salt rendered at start
-    (CLIENT_MAX_BODY_SIZE, the official image's name, sets it)."""
+SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def _nginx_body_limits(containers) -> dict[str, int]:
+    """{"forms": bytes, "upload": bytes}: what nginx passes on, read from the config Salt
+    rendered at start (the server's limit, and the hydrograph upload location's)."""
     conf = docker.docker("exec", containers["web"], "sh", "-c", 'cat "$TETHYS_RUN_DIR/nginx.conf"').stdout
-    limits = re.findall(r"client_max_body_size\s+([^;]+);", conf)
-    assert limits, "no client_max_body_size in the web container's nginx.conf"
-    raw = limits[0]
-    m = re.fullmatch(r"\s*(\d+)\s*([kKmMgG]?)\s*", raw)
-    assert m, f"cannot read the nginx body limit {raw!r}"
-    return int(m.group(1)) * {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[m.group(2).lower()]
+    upload_block = conf.split(f"location = {HYDROGRAPH_ASSIGN_PATH} {{", 1)[-1].split("}", 1)[0]
+    limits = {}
+    for name, text in (("forms", conf), ("upload", upload_block)):
+        m = re.search(r"client_max_body_size\s+(\d+)([kKmMgG]?);", text)
+        assert m, f"no client_max_body_size for {name} in the web container's nginx.conf"
+        limits[name] = int(m.group(1)) * SIZE_UNITS[m.group(2).lower()]
+    return limits
 
 
-def test_oversized_upload_is_refused_by_nginx_with_413(target, admin, containers):
-    limit = _nginx_body_limit(containers)
-    assert limit > 0, "nginx has no body limit (client_max_body_size 0): uploads are unbounded"
+def _post_raw(target, admin, path: str, size: int) -> bytes:
+    """Declares a SIZE-byte multipart body and sends its start: nginx judges the declared length."""
     host, port = target.host_port.rsplit(":", 1)
-    size = limit + 1024 * 1024
     head = (
-        f"POST {HYDROGRAPH_ASSIGN_PATH} HTTP/1.1\r\nHost: {target.host_port}\r\n"
+        f"POST {path} HTTP/1.1\r\nHost: {target.host_port}\r\n"
         f"Cookie: {admin.cookie_header}\r\nContent-Type: multipart/form-data; boundary=x\r\n"
         f"Content-Length: {size}\r\nConnection: close\r\n\r\n"
     ).encode()
+    answer = b""
     with socket.create_connection((host, int(port)), timeout=30) as s:
-        s.sendall(head + b"--x\r\n" + b"0" * 65536)  # nginx answers on the declared length
-        answer = b""
+        s.sendall(head + b"--x\r\n" + b"0" * 65536)
         try:
             while chunk := s.recv(65536):
                 answer += chunk
         except (ConnectionResetError, socket.timeout):
             pass
+    return answer
+
+
+@pytest.mark.parametrize("where", ["forms", "upload"])
+def test_a_body_over_its_location_limit_gets_413_and_a_clear_page_from_nginx(target, admin, containers, where):
+    limits = _nginx_body_limits(containers)
+    assert 0 < limits["forms"] < limits["upload"], f"forms must be bounded far below the upload: {limits}"
+    assert limits["upload"] >= MAX_CSV_BYTES, f"the upload limit is below what the app accepts: {limits}"
+    path = HYDROGRAPH_ASSIGN_PATH if where == "upload" else ADD_PATH
+    size = limits[where] + 1024 * 1024
+    answer = _post_raw(target, admin, path, size)
     status = answer.split(b"\r\n", 1)[0].decode("latin1")
-    assert " 413 " in status + " ", f"a {size}-byte body (limit {limit}) got {status!r}"
+    assert " 413 " in status + " ", f"a {size}-byte body to {path} (limit {limits[where]}) got {status!r}"
     assert b"server: nginx" in answer.lower(), "the 413 did not come from nginx (the body reached the app)"
+    assert b"too large" in answer.lower(), f"the 413 page does not say what happened: {answer[-400:]!r}"
+
+
+def test_a_body_within_the_upload_limit_reaches_the_app(target, admin, containers):
+    # Above the forms limit, within the upload's: nginx passes it on and the app answers.
+    size = _nginx_body_limits(containers)["forms"] + 64 * 1024
+    answer = _post_raw(target, admin, HYDROGRAPH_ASSIGN_PATH, size)
+    status = answer.split(b"\r\n", 1)[0].decode("latin1")
+    assert " 413 " not in status + " ", f"a {size}-byte upload was refused by nginx: {status!r}"
+    assert b"x-asgi-worker: " in answer.lower(), f"the upload did not reach a worker: {answer[:300]!r}"
 
 
 # ------------------------------------------------------------------ WebSocket frames

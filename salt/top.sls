@@ -1,6 +1,7 @@
-# Applied at every container start (salt-call --local state.apply), in this order: files first
-# (cheap, and a render error stops the start before anything touches the database), then the
-# database and the portal, then the app's services and settings.
+# Applied by web at every container start (salt-call --local state.apply): files first (cheap,
+# and a render error stops the start before anything touches the database), then a wait for
+# the database and the app's settings. Roles, databases, migrations and the app's store are
+# the one-shot setup service's (setup.sls), which web's compose service waits for.
 base:
   '*':
     - tethys.dirs
@@ -8,6 +9,4 @@ base:
     - tethys.nginx
     - tethys.supervisord
     - tethys.database
-    - tethys.portal
-    - tethys.app
-    - tethys.geoserver
+    - tethys.app_settings

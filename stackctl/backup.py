@@ -122,7 +122,8 @@ def _read_archive(path: Path, work: Path) -> tuple[dict[str, str], list[str]]:
 def restore(compose: Compose, archive: Path, timeout: float = 300) -> None:
     """Stops web, creates the archive's missing roles (no passwords: existing roles keep
     theirs), replaces each database of the archive (DROP ... WITH (FORCE), then pg_restore
-    --create), starts web again and waits for it. Databases not in the archive are left alone."""
+    --create), runs setup once (role passwords and attributes, migrations), starts web again
+    and waits for it. Databases not in the archive are left alone."""
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         manifest, names = _read_archive(archive, work)
@@ -143,6 +144,13 @@ def restore(compose: Compose, archive: Path, timeout: float = 300) -> None:
     if not web_was_up:
         say("web was not running before the restore: leaving it stopped (make up starts it)")
         return
+    # The archive's role attributes and schema may be older than this stack's: setup re-asserts
+    # the roles (passwords of the env files, no privileges) and migrates before web serves.
+    say("running setup (roles, migrations) on the restored databases")
+    setup = compose("run", "--rm", "--no-deps", "-T", "setup", capture=False, check=False, timeout=timeout)
+    if setup.returncode != 0:
+        raise StackError(f"setup failed on the restored databases (exit {setup.returncode}, see above); web is "
+                         "stopped: fix the cause and run `make up`")
     say("starting web")
     compose("up", "-d", "--no-deps", "web", capture=False)
     wait_healthy(compose, ["web"], timeout)

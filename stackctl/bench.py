@@ -37,7 +37,7 @@ from stackctl.compose import Compose
 from stackctl.console import StackError, say
 from stackctl.envfiles import read_env_file, set_value, stack_value, write_env_files
 from stackctl.health import wait_healthy
-from stackctl.lifecycle import UP_TIMEOUT, services
+from stackctl.lifecycle import ONE_SHOT, UP_TIMEOUT, services
 from stackctl.settings import BUILD_DIR, ENV_EXAMPLES_DIR, ROOT, Stack
 
 OUT = BUILD_DIR / "bench"
@@ -141,7 +141,7 @@ def start_and_time(cfg: str) -> Compose:
         with output_to(up_log):
             compose.announce()
             compose("up", "-d", "--remove-orphans", capture=False)
-            wait_healthy(compose, services(compose), UP_TIMEOUT)
+            wait_healthy(compose, services(compose), UP_TIMEOUT, one_shot=ONE_SHOT)
     except StackError as exc:
         with up_log.open("a") as log:
             log.write(f"ERROR: {exc}\n")

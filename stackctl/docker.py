@@ -85,6 +85,15 @@ def container_state(cid: str) -> str:
     return (state.get("Health") or {}).get("Status", "running")
 
 
+def exit_code(cid: str) -> int | None:
+    """The exit code of a container that has exited (None while it runs or when missing)."""
+    proc = docker("inspect", "-f", "{{json .State}}", cid, check=False)
+    if proc.returncode != 0:
+        return None
+    state = json.loads(proc.stdout)
+    return None if state["Status"] in ("running", "restarting", "created") else int(state["ExitCode"])
+
+
 def restart_count(cid: str) -> int:
     proc = docker("inspect", "-f", "{{.RestartCount}}", cid, check=False)
     return int(proc.stdout.strip() or 0) if proc.returncode == 0 else 0

@@ -1,6 +1,8 @@
 """The one wait-until-healthy loop: `make up`, `make restore`, the benchmarks and the tests all
 wait for a stack's services through it. It fails fast, with the service's last log lines, on
-a container that exits, turns unhealthy or keeps crashing at start."""
+a container that exits, turns unhealthy or keeps crashing at start. A one-shot service (the
+`setup` that runs before web) is done when it has exited with code 0, and failed when it
+exited with any other."""
 
 from __future__ import annotations
 
@@ -15,30 +17,46 @@ POLL_SECONDS = 1.0
 # many restarts during one wait, stop waiting and show why.
 MAX_RESTARTS = 3
 FAILED_STATES = {"unhealthy", "exited", "dead", "missing"}
+# What a one-shot service's state reads as once it has exited with code 0.
+COMPLETED = "completed"
+
+
+def _state(compose: Compose, service: str, one_shot) -> str:
+    state = compose.state(service)
+    if service in one_shot and state == "exited":
+        code = docker.exit_code(compose.container_id(service))
+        return COMPLETED if code == 0 else f"exited({code})"
+    return state
 
 
 def wait_healthy(compose: Compose, services, timeout: float = 300, *, quiet: bool = False,
-                 fail_fast: bool = True) -> float:
-    """Waits until every service's container is healthy; returns the seconds it took.
-    fail_fast=False waits through failed states too (a fault test recovering a service)."""
+                 fail_fast: bool = True, one_shot=()) -> float:
+    """Waits until every service's container is healthy, and every ONE_SHOT service's has
+    exited with code 0; returns the seconds it took. fail_fast=False waits through failed
+    states too (a fault test recovering a service); a one-shot that exited non-zero fails
+    the wait always (it will not run again by itself)."""
     services = list(services)
+    one_shot = set(one_shot)
     ids = {s: compose.container_id(s) for s in services}
     restarts0 = {s: docker.restart_count(cid) for s, cid in ids.items() if cid}
     ticker = Ticker()
     if not quiet:
-        say(f"waiting up to {timeout:.0f}s for {', '.join(services)} to be healthy")
+        say(f"waiting up to {timeout:.0f}s for {', '.join(services)} to be healthy"
+            + (f" ({', '.join(sorted(one_shot))}: exited 0)" if one_shot else ""))
     while True:
-        states = {s: compose.state(s) for s in services}
+        states = {s: _state(compose, s, one_shot) for s in services}
         for service, state in states.items():
+            if service in one_shot and state.startswith("exited("):
+                _fail(compose, service, f"{service} failed: it {state.replace('(', ' with code ').rstrip(')')}")
             if not fail_fast:
-                break
+                continue
             if state in FAILED_STATES:
                 _fail(compose, service, f"{service} is {state}")
             cid = ids.get(service) or compose.container_id(service)
             if cid and docker.restart_count(cid) - restarts0.get(service, 0) >= MAX_RESTARTS:
                 _fail(compose, service, f"{service} keeps crashing at start (restarted {MAX_RESTARTS} times)")
         line = " ".join(f"{s}={state}" for s, state in states.items())
-        if all(state == "healthy" for state in states.values()):
+        if all(state == (COMPLETED if s in one_shot else "healthy") for s, state in states.items()):
             if not quiet:
                 say(f"all healthy after {ticker.elapsed:.0f}s")
             return ticker.elapsed

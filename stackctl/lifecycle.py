@@ -8,27 +8,38 @@ import sys
 
 from stackctl import envfiles, images
 from stackctl.compose import Compose
-from stackctl.console import say
+from stackctl.console import StackError, say
 from stackctl.health import wait_healthy
 from stackctl.settings import Stack
 
 UP_TIMEOUT = float(os.environ.get("UP_TIMEOUT", "300"))
 
 
+# Services that run once and exit (0 = done): setup makes the roles and databases and
+# migrates before web starts (docker-compose.yml).
+ONE_SHOT = ("setup",)
+
+
 def services(compose: Compose) -> list[str]:
-    return ["db", "redis", *(["geoserver"] if images.geoserver_included() else []), "web"]
+    return [*ONE_SHOT, "db", "redis", *(["geoserver"] if images.geoserver_included() else []), "web"]
 
 
 def up(stack: Stack, overrides: dict[str, str] | None = None) -> Compose:
     """Builds what is missing, writes the env files on the first run, starts the stack and
-    waits until every service is healthy."""
+    waits until setup has exited 0 and every other service is healthy."""
     images.prepare()
     envfiles.write_env_files(stack, overrides)
     compose = Compose(stack)
     compose.announce()
     say("starting the stack")
-    compose("up", "-d", "--remove-orphans", capture=False)
-    wait_healthy(compose, services(compose), UP_TIMEOUT)
+    # compose itself waits for setup before starting web, and fails when setup fails: then
+    # the wait below names setup and shows its log instead of compose's bare exit code.
+    started = compose("up", "-d", "--remove-orphans", capture=False, check=False)
+    if started.returncode != 0:
+        wait_healthy(compose, ONE_SHOT, UP_TIMEOUT, one_shot=ONE_SHOT, quiet=True)
+        raise StackError(f"compose up failed (exit {started.returncode}, see above); setup completed, "
+                         "so the cause is another service: make ps, make logs")
+    wait_healthy(compose, services(compose), UP_TIMEOUT, one_shot=ONE_SHOT)
     return compose
 
 

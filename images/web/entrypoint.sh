@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Entrypoint of the web image. `start` (the default command): resolve NAME_FILE secrets, apply
-# the Salt states (configs from env, database, portal, app), then hand PID 1 to supervisord,
-# which runs nginx and ASGI_PROCESSES daphne workers. Any other command runs as given, with
+# the Salt states of top.sls (configs from env, a wait for the database, the app's settings),
+# then hand PID 1 to supervisord, which runs nginx and ASGI_PROCESSES daphne workers.
+# `setup` (the compose file's one-shot setup service): apply salt/setup.sls (roles and
+# databases as the server's admin, migrations, portal admin, the app's store) and exit; it is
+# the only command that needs POSTGRES_PASSWORD. Any other command runs as given, with
 # the same secrets resolved (e.g. `docker run ... dam-inventory/web tethys app_settings list`);
 # `salt ARGS...` is salt-call with the image's minion config, e.g. from `docker exec`:
 #   tethys-entrypoint salt state.apply test=True
@@ -46,14 +49,16 @@ clean_run_dir() {
     "$RUN_DIR"/health.json
 }
 
+# apply_states WHAT [SLS]: the top file's states, or the sls named.
 apply_states() {
-  log "applying Salt states (configs, database, portal, app)"
-  local started=$SECONDS
+  local what=$1 started=$SECONDS
+  shift
+  log "applying Salt states ($what)"
   # --retcode-passthrough: a failed state fails the start with that state's error instead of
   # leaving a half-configured portal running.
   if ! salt-call --local --config-dir="$SALT_CONFIG_DIR" --retcode-passthrough \
-      --state-output=mixed --state-verbose=False --log-level=warning state.apply </dev/null; then
-    die "a Salt state failed (see above): the portal was not started"
+      --state-output=mixed --state-verbose=False --log-level=warning state.apply "$@" </dev/null; then
+    die "a Salt state failed (see above): $what not done"
   fi
   log "states applied in $((SECONDS - started)) s"
 }
@@ -68,16 +73,28 @@ start() {
   check_user
   require_secret_key
   clean_run_dir
-  apply_states
+  apply_states "configs, database wait, app settings"
   forget_secrets
   log "starting supervisord ($RUN_DIR/supervisord.conf: nginx and the ASGI workers)"
   exec supervisord -c "$RUN_DIR/supervisord.conf"
+}
+
+setup() {
+  check_user
+  require_secret_key
+  # sync_mods: an sls applied by name does not load salt/_states by itself (a highstate does)
+  apply_states "setup: roles, databases, migrations, portal admin, app store" setup sync_mods=states
+  log "setup done"
 }
 
 main() {
   resolve_secrets
   if [[ ${1:-start} == start ]]; then
     start
+  fi
+  if [[ $1 == setup ]]; then
+    setup
+    exit 0
   fi
   if [[ $1 == salt ]]; then
     shift

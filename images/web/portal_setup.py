@@ -25,6 +25,7 @@ never needs a second process to learn what is left to do. Output: {"results": {I
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -90,40 +91,70 @@ def wait_db(apply, *, host, port, username, dbname, password="", timeout=90) -> 
         time.sleep(1)
 
 
+# Neither role the portal serves requests with may create roles or databases or bypass
+# permissions: the cluster's admin (setup only) creates what they need and hands it over.
+ROLE_ATTRIBUTES = "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE"
+PRIVILEGES = ("rolsuper", "rolcreatedb", "rolcreaterole")
+
+
+def _privileged(conn, roles) -> dict[str, list[str]]:
+    """{role: [its privileges among SUPERUSER, CREATEDB, CREATEROLE]} for the roles that have any
+    (pg_roles is readable by every role)."""
+    rows = conn.execute("SELECT rolname, rolsuper, rolcreatedb, rolcreaterole FROM pg_roles "
+                        "WHERE rolname = ANY(%s)", (list(roles),)).fetchall()
+    found = {}
+    for name, *flags in rows:
+        held = [attr.removeprefix("rol").upper() for attr, flag in zip(PRIVILEGES, flags) if flag]
+        if held:
+            found[name] = held
+    return found
+
+
+def _admin(host, port, admin_user, admin_password, why):
+    conn, message = _connect(host, port, admin_user, admin_password, "postgres")
+    if conn is None:
+        raise StepError(f"{why}, and connecting as {admin_user} to fix it failed: {message} "
+                        "(the setup service needs POSTGRES_PASSWORD or POSTGRES_PASSWORD_FILE)")
+    return conn
+
+
 def db_roles(apply, *, host, port, name, username, password, superuser, superuser_password,
              admin_user, admin_password="") -> Outcome:
-    """The portal's role and database, and the superuser role that creates the apps' store
-    databases (with a database of its own name: Tethys's store code connects as that role
-    without naming a database). Created or reset as the server's admin only when a login fails."""
+    """The portal's role and database, and the store role that owns the apps' persistent store
+    databases (TETHYS_DB_SUPERUSER, despite the name no PostgreSQL superuser), with a database
+    of its own name: Tethys's store code connects as that role without naming a database.
+    Both roles are LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE. Created, or reset as the
+    server's admin, only when a login fails or a role holds a privilege it must not have."""
     if not password or not superuser_password:
         raise StepError("TETHYS_DB_PASSWORD and TETHYS_DB_SUPERUSER_PASS (or their _FILE) must be set")
     portal, _ = _connect(host, port, username, password, name)
     superconn, _ = _connect(host, port, superuser, superuser_password, superuser)
+    privileged = {}
+    if portal is not None:
+        privileged = _privileged(portal, (username, superuser))
     for conn in (portal, superconn):
         if conn is not None:
             conn.close()
-    if portal is not None and superconn is not None:
-        return Outcome({}, f"roles {username}, {superuser} and their databases in place")
+    if portal is not None and superconn is not None and not privileged:
+        return Outcome({}, f"roles {username}, {superuser} (unprivileged) and their databases in place")
 
-    admin, message = _connect(host, port, admin_user, admin_password, "postgres")
-    if admin is None:
-        raise StepError("the portal's roles or database are missing or their passwords differ, and connecting as "
-                        f"{admin_user} to fix it failed: {message} (set POSTGRES_PASSWORD or POSTGRES_PASSWORD_FILE)")
+    admin = _admin(host, port, admin_user, admin_password,
+                   "the portal's roles or databases are missing, their passwords differ or they are privileged")
     from psycopg import sql
 
     changes: dict = {}
     with admin:
-        for role, role_password, attrs in (
-            (superuser, superuser_password, "LOGIN SUPERUSER CREATEDB"),
-            (username, password, "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE"),
-        ):
+        for role, role_password in ((superuser, superuser_password), (username, password)):
             exists = admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
             verb = "ALTER" if exists else "CREATE"
-            changes.setdefault("roles", {})[role] = ("password and attributes reset" if exists else "created")
+            dropped = privileged.get(role)
+            changes.setdefault("roles", {})[role] = (
+                "created" if not exists
+                else f"password reset, {', '.join(dropped)} revoked" if dropped else "password and attributes reset")
             if apply:
                 # DDL takes no bound parameters: the password goes in as a quoted literal
                 admin.execute(sql.SQL("{} ROLE {} WITH {} PASSWORD {}").format(
-                    sql.SQL(verb), sql.Identifier(role), sql.SQL(attrs), sql.Literal(role_password)))
+                    sql.SQL(verb), sql.Identifier(role), sql.SQL(ROLE_ATTRIBUTES), sql.Literal(role_password)))
         for database, owner in ((name, username), (superuser, superuser)):
             if not admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone():
                 changes.setdefault("databases", {})[database] = f"created, owned by {owner}"
@@ -131,6 +162,60 @@ def db_roles(apply, *, host, port, name, username, password, superuser, superuse
                     admin.execute(sql.SQL("CREATE DATABASE {} OWNER {} ENCODING 'UTF8'").format(
                         sql.Identifier(database), sql.Identifier(owner)))
     return Outcome(changes, _would(apply, "roles and databases set up", "roles and databases would be set up"))
+
+
+def store_database(apply, *, host, port, name, owner, password, admin_user, admin_password="",
+                   extensions=("postgis", "postgis_raster")) -> Outcome:
+    """An app's persistent store database NAME, owned by the store role OWNER, with EXTENSIONS
+    (those the server offers) loaded: made by the server's admin, since the store role may
+    create neither databases nor (untrusted) extensions. Tethys's own store sync then finds
+    both in place. Looks as OWNER first: the admin is needed only to change something."""
+    missing = []
+    conn, _ = _connect(host, port, owner, password, name)
+    if conn is not None:
+        with conn:
+            row = conn.execute("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = current_database()"
+                               ).fetchone()
+            have = {r[0] for r in conn.execute("SELECT extname FROM pg_extension").fetchall()}
+            offered = {r[0] for r in conn.execute("SELECT name FROM pg_available_extensions").fetchall()}
+        missing = [ext for ext in extensions if ext in offered and ext not in have]
+        if row and row[0] == owner and not missing:
+            return Outcome({}, f"database {name} owned by {owner}, extensions {', '.join(sorted(have))}")
+
+    admin = _admin(host, port, admin_user, admin_password, f"the store database {name} is not ready for {owner}")
+    from psycopg import sql
+
+    changes: dict = {}
+    with admin:
+        row = admin.execute("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if row is None:
+            changes["database"] = {"old": None, "new": f"{name} owned by {owner}"}
+            if apply:
+                admin.execute(sql.SQL("CREATE DATABASE {} OWNER {} ENCODING 'UTF8'").format(
+                    sql.Identifier(name), sql.Identifier(owner)))
+        elif row[0] != owner:
+            changes["owner"] = {"old": row[0], "new": owner}
+            if apply:
+                admin.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(name),
+                                                                              sql.Identifier(owner)))
+    if row is None and not apply:
+        changes["extensions"] = {"old": [], "new": list(extensions)}
+    else:
+        database, message = _connect(host, port, admin_user, admin_password, name)
+        if database is None:
+            raise StepError(f"connecting as {admin_user} to {name} failed: {message}")
+        with database:
+            have = {r[0] for r in database.execute("SELECT extname FROM pg_extension").fetchall()}
+            offered = {r[0] for r in database.execute("SELECT name FROM pg_available_extensions").fetchall()}
+            for ext in extensions:
+                if ext in offered and ext not in have:
+                    changes.setdefault("extensions", {"old": sorted(have), "new": sorted(have)})["new"].append(ext)
+                    if apply:
+                        database.execute(sql.SQL("CREATE EXTENSION IF NOT EXISTS {}").format(sql.Identifier(ext)))
+    if not changes:
+        return Outcome({}, f"database {name} owned by {owner} with its extensions")
+    return Outcome(changes, _would(apply, f"store database {name} set up for {owner}",
+                                   f"store database {name} would be set up for {owner}"))
 
 
 # --- portal objects: Django ----------------------------------------------------------------
@@ -355,6 +440,8 @@ STEPS = {
     "wait_db": (wait_db, False, {"password": "TETHYS_DB_PASSWORD"}),
     "db_roles": (db_roles, False, {"password": "TETHYS_DB_PASSWORD", "superuser_password": "TETHYS_DB_SUPERUSER_PASS",
                                    "admin_password": "POSTGRES_PASSWORD"}),
+    "store_database": (store_database, False, {"password": "TETHYS_DB_SUPERUSER_PASS",
+                                               "admin_password": "POSTGRES_PASSWORD"}),
     "migrate": (migrate, True, {}),
     "portal_admin": (portal_admin, True, {"password": "PORTAL_SUPERUSER_PASSWORD"}),
     "persistent_store_service": (persistent_store_service, True, {"password": "TETHYS_DB_SUPERUSER_PASS"}),
@@ -425,6 +512,38 @@ def _portal_db_refusal() -> dict | None:
     return None
 
 
+# Key of the PostgreSQL advisory lock every apply of a portal step holds (session level, on
+# the portal database): several containers starting at once apply one at a time, each
+# re-checking under the lock, so none acts on what another is changing.
+APPLY_LOCK_KEY = 0x7E7E_DA11
+
+
+@contextlib.contextmanager
+def portal_apply_lock():
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_lock(%s)", [APPLY_LOCK_KEY])
+    try:
+        yield
+    finally:
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s)", [APPLY_LOCK_KEY])
+        except Exception:  # noqa: BLE001 - the lock ends with the session (this short process) anyway
+            traceback.print_exc(file=sys.stderr)
+
+
+def _locked_result(step: str, params: dict) -> dict:
+    """Applies a portal (Django) step under the apply lock."""
+    try:
+        with portal_apply_lock():
+            return _result(step, True, params)
+    except Exception as exc:  # noqa: BLE001 - taking the lock failed: the step's failure
+        traceback.print_exc(file=sys.stderr)
+        return {"error": f"{type(exc).__name__}: could not take the portal's apply lock: {exc}"}
+
+
 def run_document(command: str, document: dict, apply_id: str = "") -> dict:
     """`inspect`: every step of DOCUMENT. `apply`: the step APPLY_ID, then every other step
     inspected afresh."""
@@ -447,7 +566,10 @@ def run_document(command: str, document: dict, apply_id: str = "") -> dict:
             # each further try would wait for the connection pool's timeout again
             results[entry["id"]] = unreachable
             continue
-        results[entry["id"]] = _result(entry["step"], do_apply, entry.get("params") or {})
+        if do_apply and needs_django:
+            results[entry["id"]] = _locked_result(entry["step"], entry.get("params") or {})
+        else:
+            results[entry["id"]] = _result(entry["step"], do_apply, entry.get("params") or {})
         if needs_django and _unreachable(results[entry["id"]]):
             unreachable = results[entry["id"]]
     return {"results": results}

@@ -1,5 +1,5 @@
-"""Salt states for the Tethys portal's database objects: roles, migrations, the portal admin,
-the app's persistent store and settings, GeoServer.
+"""Salt states for the Tethys portal's database objects: roles, the app's store database,
+migrations, the portal admin, the app's persistent store and settings, GeoServer.
 
 Salt runs in its own venv without Django, so the work happens in the portal's venv: each state
 hands its step to portal_setup.py (images/web/), which can inspect a step (report the changes it
@@ -55,6 +55,9 @@ _STEPS = {
     "database_roles": ("db_roles", lambda a: {
         "name": a["name"], "host": a["host"], "port": int(a["port"]), "username": a["username"],
         "superuser": a["superuser"], "admin_user": a["admin_user"]}),
+    "store_database": ("store_database", lambda a: {
+        "name": a["name"], "host": a["host"], "port": int(a["port"]), "owner": a["owner"],
+        "admin_user": a["admin_user"]}),
     "migrated": ("migrate", lambda a: {}),
     "portal_admin": ("portal_admin", lambda a: {"name": a["name"], "email": a.get("email") or ""}),
     "persistent_store_service": ("persistent_store_service", lambda a: {
@@ -157,6 +160,12 @@ def database_roles(name, host, port, username, superuser, admin_user):
     """The portal database NAME owned by USERNAME, and the role SUPERUSER with a database of
     its name, set up as ADMIN_USER when a login with their passwords fails."""
     return _state("database_roles", dict(locals(), __id__=_low()["__id__"]))
+
+
+def store_database(name, host, port, owner, admin_user):
+    """An app's persistent store database NAME owned by the role OWNER, with PostGIS, made as
+    ADMIN_USER (the store role may create no database)."""
+    return _state("store_database", dict(locals(), __id__=_low()["__id__"]))
 
 
 def migrated(name):

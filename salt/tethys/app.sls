@@ -1,11 +1,11 @@
 {%- from "map.jinja" import tethys with context %}
 {%- set app = tethys.app %}
-# The app's persistent store (service, link, database) and its settings from env.
+# Setup only: the app's persistent store (service, link, database initialized).
 include:
   - tethys.portal
 
-# The service logs in as the database superuser role, which creates the app's database and
-# its PostGIS extension.
+# The service logs in as the store role (TETHYS_DB_SUPERUSER, no PostgreSQL superuser), which
+# owns the app's database that tethys.roles made with its PostGIS extension.
 tethys-app-persistent-service:
   tethys_portal.persistent_store_service:
     - name: {{ app.persistent_service | json }}
@@ -32,18 +32,3 @@ tethys-app-store-{{ app.ps_setting }}:
     - failhard: True
     - require:
       - tethys_portal: tethys-app-link-{{ app.ps_setting }}
-
-{%- if app.max_dams %}
-{%- if not app.max_dams.isdigit() %}
-{{ raise('DAM_INVENTORY_MAX_DAMS must be a whole number, got: ' ~ app.max_dams) }}
-{%- endif %}
-
-tethys-app-setting-max-dams:
-  tethys_portal.app_setting:
-    - name: max_dams
-    - app: {{ app.package | json }}
-    - value: {{ app.max_dams | int }}
-    - failhard: True
-    - require:
-      - sls: tethys.portal
-{%- endif %}

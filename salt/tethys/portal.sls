@@ -1,8 +1,9 @@
 {%- from "map.jinja" import tethys with context %}
-# Migrations and the portal admin (created once; its password is then the admin's own).
+# Setup only: migrations and the portal admin (created once; its password is then the admin's
+# own). Only the one-shot setup service migrates, so web containers never race on it.
 include:
   - tethys.portal_config
-  - tethys.database
+  - tethys.roles
 
 tethys-portal-migrated:
   tethys_portal.migrated:
@@ -10,7 +11,7 @@ tethys-portal-migrated:
     - failhard: True
     - require:
       - sls: tethys.portal_config
-      - sls: tethys.database
+      - sls: tethys.roles
 
 tethys-portal-admin:
   tethys_portal.portal_admin:

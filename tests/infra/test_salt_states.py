@@ -1,6 +1,8 @@
 """The web container's Salt states are idempotent and honest in test mode: on the configured,
 running container `state.apply test=True` reports no change at all, and after a change of the
-environment it reports exactly the changes the next apply then makes.
+environment it reports exactly the changes the next apply then makes. They create no role or
+database and migrate nothing (the setup service's states do), and several applies at once,
+as several web containers starting together, all succeed.
 
 salt-call runs inside the web container as its user, through the entrypoint's `salt` command
 (which resolves the *_FILE secrets as at start); a changed variable is given to that one
@@ -10,6 +12,7 @@ salt-call only (`env NAME=value`), so the running container keeps its own enviro
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -82,3 +85,26 @@ def test_test_mode_reports_exactly_what_the_next_apply_changes(stack, max_dams_r
 
     again = state_apply(stack, "test=True", env=env)
     assert not changed(again), f"changes left after the apply: {changed(again)}"
+
+
+def test_web_states_create_nothing_in_the_database(stack):
+    results = state_apply(stack, "test=True")
+    functions = {key.split("_|-")[0] + "." + key.split("_|-")[-1] for key in results}
+    assert not {f for f in functions if f.startswith("tethys_portal.")} - {
+        "tethys_portal.database_ready", "tethys_portal.app_setting"}, sorted(functions)
+
+
+def test_concurrent_applies_all_succeed(stack, max_dams_restored):
+    current = max_dams_restored
+    wanted = str(int(current) + 7 if str(current or "").isdigit() else 5432)
+    # concurrent=True: one container's Salt otherwise refuses a second run at once; separate web
+    # containers each have their own Salt, so only the database is shared, as here.
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        runs = list(pool.map(lambda _: state_apply(stack, "concurrent=True", env={"DAM_INVENTORY_MAX_DAMS": wanted}),
+                             range(3)))
+    for results in runs:
+        assert not failed(results), failed(results)
+    assert str(stack.get_max_dams_raw()) == wanted
+    # one of them changed it (under the apply lock), the others found it done
+    changes = [changed(results).get(MAX_DAMS_STATE) for results in runs]
+    assert sum(1 for c in changes if c) == 1, changes

@@ -68,8 +68,36 @@ def test_every_sls_renders(web_image, env):
 def test_top_file_renders(web_image, env):
     proc = salt_call(web_image, env, "state.show_top")
     assert not render_errors(proc), render_errors(proc)
+    # web's states at every start: files, a wait for the database, the app's settings. Roles,
+    # databases, migrations and the app's store are setup.sls's (the one-shot setup service).
     assert json.loads(proc.stdout)["local"]["base"] == [f"tethys.{name}" for name in (
-        "dirs", "portal_config", "nginx", "supervisord", "database", "portal", "app", "geoserver")]
+        "dirs", "portal_config", "nginx", "supervisord", "database", "app_settings")]
+
+
+# The state functions only the setup service may run: they create roles and databases,
+# migrate, or write the app's store and services.
+SETUP_ONLY = {"database_roles", "store_database", "migrated", "portal_admin", "persistent_store_service",
+              "persistent_store_linked", "persistent_store_synced", "spatial_dataset_service"}
+
+
+def _functions(proc) -> dict[str, set[str]]:
+    """{state id: its tethys_portal functions} from state.show_sls / show_highstate output."""
+    return {sid: {entry for entry in body.get("tethys_portal", []) if isinstance(entry, str)}
+            for sid, body in json.loads(proc.stdout)["local"].items() if isinstance(body, dict)}
+
+
+def test_web_states_create_and_migrate_nothing(web_image):
+    proc = salt_call(web_image, {"DAM_INVENTORY_MAX_DAMS": "25"}, "state.show_highstate")
+    assert not render_errors(proc), render_errors(proc)
+    functions = set().union(*_functions(proc).values())
+    assert functions == {"database_ready", "app_setting"}, functions
+
+
+def test_setup_states_do_the_database_work(web_image):
+    proc = salt_call(web_image, {"GEOSERVER_URL": "http://geoserver:8181/geoserver/rest/"}, "state.show_sls", "setup")
+    assert not render_errors(proc), render_errors(proc)
+    functions = set().union(*_functions(proc).values())
+    assert SETUP_ONLY <= functions, SETUP_ONLY - functions
 
 
 @pytest.mark.parametrize("env", PASSES.values(), ids=PASSES.keys())

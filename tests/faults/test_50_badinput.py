@@ -351,8 +351,9 @@ def _nginx_body_limits(containers) -> dict[str, int]:
     return limits
 
 
-def _post_raw(target, admin, path: str, size: int) -> bytes:
-    """Declares a SIZE-byte multipart body and sends its start: nginx judges the declared length."""
+def _post_raw(target, admin, path: str, size: int, *, whole: bool = False) -> bytes:
+    """Declares a SIZE-byte multipart body and sends its start (nginx judges the declared
+    length), or with WHOLE all of it (a body nginx accepts is read in full first)."""
     host, port = target.host_port.rsplit(":", 1)
     head = (
         f"POST {path} HTTP/1.1\r\nHost: {target.host_port}\r\n"
@@ -361,7 +362,7 @@ def _post_raw(target, admin, path: str, size: int) -> bytes:
     ).encode()
     answer = b""
     with socket.create_connection((host, int(port)), timeout=30) as s:
-        s.sendall(head + b"--x\r\n" + b"0" * 65536)
+        s.sendall(head + b"--x\r\n" + b"0" * ((size - 5) if whole else 65536))
         try:
             while chunk := s.recv(65536):
                 answer += chunk
@@ -387,7 +388,7 @@ def test_a_body_over_its_location_limit_gets_413_and_a_clear_page_from_nginx(tar
 def test_a_body_within_the_upload_limit_reaches_the_app(target, admin, containers):
     # Above the forms limit, within the upload's: nginx passes it on and the app answers.
     size = _nginx_body_limits(containers)["forms"] + 64 * 1024
-    answer = _post_raw(target, admin, HYDROGRAPH_ASSIGN_PATH, size)
+    answer = _post_raw(target, admin, HYDROGRAPH_ASSIGN_PATH, size, whole=True)
     status = answer.split(b"\r\n", 1)[0].decode("latin1")
     assert " 413 " not in status + " ", f"a {size}-byte upload was refused by nginx: {status!r}"
     assert b"x-asgi-worker: " in answer.lower(), f"the upload did not reach a worker: {answer[:300]!r}"

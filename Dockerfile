@@ -96,8 +96,9 @@ ENV TETHYS_HOME=/var/lib/tethys \
 
 VOLUME ["/var/lib/tethys_persist"]
 EXPOSE 8080
-# Fails unless nginx and every ASGI worker answer. start_period covers a first start with
-# migrations; a restart is healthy in seconds.
+# Fails unless nginx and every ASGI worker answer. start_period covers a slow first start on a
+# loaded machine (the one-shot setup service migrates before web starts); a restart is healthy
+# in seconds.
 HEALTHCHECK --interval=2s --timeout=15s --start-period=120s --retries=3 \
   CMD ["/usr/local/bin/tethys-healthcheck"]
 # supervisord (PID 1 after the entrypoint's exec) stops the workers first on SIGTERM, then nginx.

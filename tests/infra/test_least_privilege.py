@@ -40,6 +40,11 @@ def test_setup_holds_the_admin_password_and_web_does_not(stack):
     assert stack.exec("web", ["sh", "-c", "ls /run/secrets"]).split().count("postgres_password") == 0
 
 
+def test_web_holds_only_the_secrets_it_serves_with(stack):
+    mounted = set(stack.exec("web", ["sh", "-c", "ls /run/secrets"]).split())
+    assert mounted == {"secret_key", "tethys_db_password", "redis_password"}, f"web's secrets: {sorted(mounted)}"
+
+
 def test_web_has_no_file_holding_the_admin_password(stack):
     # the password as the db container holds it (its secret file)
     admin_password = stack.exec("db", ["cat", "/run/secrets/postgres_password"]).strip()

@@ -9,6 +9,7 @@ import json
 import pytest
 
 from stackctl import docker
+from stackctl.envfiles import stack_value
 from tests.infra.test_db_redis import psql
 from tests.stack import APP_DB
 
@@ -69,14 +70,14 @@ def test_app_store_database_is_owned_by_the_store_role_and_has_postgis(stack):
     assert psql(stack, APP_DB, "SELECT count(*) FROM pg_extension WHERE extname = 'postgis'") == "1"
 
 
-# Run with the portal's Python in web: each serving role, with the password web has, tries
-# what only the admin may do.
+# Run with the portal's Python in web (its network, its driver): each serving role, with its
+# password (from the stack's secret files, on stdin), tries what only the admin may do.
 REFUSALS = r"""
-import json, os, sys, psycopg
+import json, sys, psycopg
 host, port, roles = json.loads(sys.stdin.read())
 out = {}
-for role, var in roles.items():
-    conn = psycopg.connect(host=host, port=port, user=role, password=os.environ[var], dbname="postgres",
+for role, password in roles.items():
+    conn = psycopg.connect(host=host, port=port, user=role, password=password, dbname="postgres",
                            autocommit=True)
     for what, sql in (("create database", 'CREATE DATABASE "lp_probe"'),
                       ("create role", 'CREATE ROLE "lp_probe"'),
@@ -93,9 +94,10 @@ print(json.dumps(out))
 
 def test_serving_roles_are_refused_admin_work(stack):
     env = stack.env("web")
-    probe = json.dumps([env.get("TETHYS_DB_HOST", "db"), int(env.get("TETHYS_DB_PORT", "5432")), serving_roles(stack)])
-    # the entrypoint resolves the *_FILE secrets, as for the portal itself
-    out = stack.exec("web", ["tethys-entrypoint", stack.web_python_path(), "-c", REFUSALS], input=probe)
+    passwords = {role: stack_value(stack.stack, "web", var) for role, var in serving_roles(stack).items()}
+    assert all(passwords.values()), "a serving role's password is missing from the stack's secret files"
+    probe = json.dumps([env.get("TETHYS_DB_HOST", "db"), int(env.get("TETHYS_DB_PORT", "5432")), passwords])
+    out = stack.exec("web", [stack.web_python_path(), "-c", REFUSALS], input=probe)
     results = json.loads(out.strip().splitlines()[-1])
     assert results and set(results.values()) == {"refused"}, results
 

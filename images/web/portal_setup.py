@@ -325,10 +325,23 @@ def persistent_store_service(apply, *, name, host, port, username, password) -> 
                                 f"persistent store service {name} would be updated"))
 
 
-def _ps_setting(app_row, app, setting):
-    found = app_row.persistent_store_database_settings.filter(name=setting).first()
+# Kinds of app setting the steps look up, and the app's related manager of each.
+SETTING_KINDS = {
+    "persistent store database": "persistent_store_database_settings",
+    "custom": "custom_settings",
+    "spatial dataset service": "spatial_dataset_service_settings",
+}
+
+
+def _declared_setting(app, apply, kind, name):
+    """The app's setting NAME of KIND (the app registered first when applying); None when
+    inspecting an app not registered yet. An app that declares no such setting is an error."""
+    app_row = _app(app, apply)
+    if app_row is None:
+        return None
+    found = getattr(app_row, SETTING_KINDS[kind]).filter(name=name).first()
     if found is None:
-        raise StepError(f"app '{app}' declares no persistent store database setting '{setting}'")
+        raise StepError(f"app '{app}' declares no {kind} setting '{name}'")
     return found
 
 
@@ -336,11 +349,9 @@ def persistent_store_link(apply, *, app, setting, service) -> Outcome:
     from tethys_services.models import PostgresPersistentStoreService
 
     target = f"{app}:{setting}"
-    app_row = _app(app, apply)
-    current = None
-    if app_row is not None:
-        linked = _ps_setting(app_row, app, setting).persistent_store_service
-        current = linked.name if linked is not None else None
+    ps = _declared_setting(app, apply, "persistent store database", setting)
+    linked = ps.persistent_store_service if ps is not None else None
+    current = linked.name if linked is not None else None
     if current == service:
         return Outcome({}, f"{target} linked to {service}")
     changes = {target: {"old": current, "new": service}}
@@ -348,7 +359,6 @@ def persistent_store_link(apply, *, app, setting, service) -> Outcome:
         found = PostgresPersistentStoreService.objects.filter(name=service).first()
         if found is None:
             raise StepError(f"no persistent store service {service} to link {target} to")
-        ps = _ps_setting(app_row, app, setting)
         ps.persistent_store_service = found
         ps.save()
     return Outcome(changes, _would(apply, f"linked {target} to {service}", f"{target} would be linked to {service}"))
@@ -357,8 +367,7 @@ def persistent_store_link(apply, *, app, setting, service) -> Outcome:
 def persistent_store_synced(apply, *, app, setting, refresh=False) -> Outcome:
     """The app's store database exists and its initializer ran (refresh: dropped and made anew)."""
     target = f"{app}:{setting}"
-    app_row = _app(app, apply)
-    ps = _ps_setting(app_row, app, setting) if app_row is not None else None
+    ps = _declared_setting(app, apply, "persistent store database", setting)
     ready = (ps is not None and ps.persistent_store_service is not None and ps.initialized
              and ps.persistent_store_database_exists())
     if ready and not refresh:
@@ -376,18 +385,12 @@ def persistent_store_synced(apply, *, app, setting, refresh=False) -> Outcome:
 def app_setting(apply, *, app, name, value) -> Outcome:
     """A custom setting of the app, set to VALUE (a string, as the portal's admin form keeps it)."""
     value = str(value)
-    app_row = _app(app, apply)
-    current = None
-    if app_row is not None:
-        custom = app_row.custom_settings.filter(name=name).first()
-        if custom is None:
-            raise StepError(f"app '{app}' declares no custom setting '{name}'")
-        current = None if custom.value in (None, "") else str(custom.value)
-        if current == value:
-            return Outcome({}, f"{app}:{name} is {value}")
+    custom = _declared_setting(app, apply, "custom", name)
+    current = None if custom is None or custom.value in (None, "") else str(custom.value)
+    if current == value:
+        return Outcome({}, f"{app}:{name} is {value}")
     changes = {f"{app}:{name}": {"old": current, "new": value}}
     if apply:
-        custom = app_row.custom_settings.get(name=name)
         custom.value = value
         custom.clean()
         custom.save()
@@ -415,12 +418,7 @@ def spatial_dataset_service(apply, *, name, endpoint, public_endpoint, username,
                 setattr(service, key, wanted[key])
             service.save()
     if app and setting:
-        app_row = _app(app, apply)
-        sds = None
-        if app_row is not None:
-            sds = app_row.spatial_dataset_service_settings.filter(name=setting).first()
-            if sds is None:
-                raise StepError(f"app '{app}' declares no spatial dataset service setting '{setting}'")
+        sds = _declared_setting(app, apply, "spatial dataset service", setting)
         if sds is None or service is None or sds.spatial_dataset_service_id != service.pk:
             current = sds.spatial_dataset_service.name if sds is not None and sds.spatial_dataset_service else None
             changes[f"{app}:{setting}"] = {"old": current, "new": name}

@@ -42,7 +42,8 @@ class Compose:
     def exec_interactive(self, *args: str):
         """Replaces this process with compose: a terminal, signals and no time limit (logs -f,
         exec into a container)."""
-        os.execvpe(self.argv(*args)[0], self.argv(*args), self.environment())
+        argv = self.argv(*args)
+        os.execvpe(argv[0], argv, self.environment())
 
     def announce(self) -> None:
         say(f"using `{' '.join(command())}`, project {self.stack.project}, env {self.stack.env_dir_ref}")

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from stackctl import hosttools, localpg
 from stackctl.console import StackError, say
-from stackctl.envfiles import ensure_secret_file
+from stackctl.envfiles import ensure_secret_file, write_private
 from stackctl.settings import ROOT
 
 LOCAL = ROOT / ".local"
@@ -79,10 +79,7 @@ def write_portal_config(port: int, pg: dict[str, str]) -> None:
         }},
         "CHANNEL_LAYERS": {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}},
     }}
-    path = TETHYS_HOME / "portal_config.yml"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        yaml.safe_dump(config, fh)
+    write_private(TETHYS_HOME / "portal_config.yml", yaml.safe_dump(config))
 
 
 def install_app() -> bool:

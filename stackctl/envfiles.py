@@ -62,7 +62,7 @@ def ensure_secret_file(path: Path, value: str | None = None, mode: int = 0o600) 
     """The secret kept in PATH, written once (VALUE, else a random one) if missing or empty."""
     if not path.exists() or not path.read_text().strip():
         path.parent.mkdir(parents=True, exist_ok=True)
-        _write_private(path, (value or random_secret()) + "\n", mode)
+        write_private(path, (value or random_secret()) + "\n", mode)
     return path.read_text().strip()
 
 
@@ -94,13 +94,17 @@ def set_value(path: Path, key: str, value: str) -> None:
         out.append(line)
     if not found:
         out.append(f"{key}={value}")
-    _write_private(path, "\n".join(out) + "\n")
+    write_private(path, "\n".join(out) + "\n")
 
 
-def _write_private(path: Path, text: str, mode: int = 0o600) -> None:
+def write_private(path: Path, text: str, mode: int = 0o600) -> None:
+    """Replaces PATH with TEXT at once; the file has MODE from its creation, so a secret is
+    never readable by others, not even while it is written."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.chmod(mode)
+    tmp.unlink(missing_ok=True)
+    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode), "w") as out:
+        out.write(text)
+    tmp.chmod(mode)  # whatever the umask took away
     tmp.replace(path)
 
 
@@ -178,7 +182,7 @@ class EnvWriter:
                     "keep the right one and delete the other"
                 )
             text = re.sub(rf"(?m)^{name}=.*$", f"{name}_FILE={self.secret_ref(name)}", target.read_text())
-            _write_private(target, text)
+            write_private(target, text)
             say(f"moved the inline {name} of {target.name} into {self.secret_ref(name)}")
 
     @staticmethod
@@ -203,7 +207,7 @@ class EnvWriter:
                 self.migrate_inline_secrets(target)
                 self.report_missing_keys(example, target)
                 continue
-            _write_private(target, self.render(example))
+            write_private(target, self.render(example))
             say(f"wrote {target} (mode 600)")
         for name in SECRET_NAMES:  # every secret compose declares, whichever example names it
             self.ensure_secret(name, self._chosen(name))

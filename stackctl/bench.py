@@ -1,23 +1,28 @@
 """`make bench`: the fan-out benchmark, ours against the reference setup of the Tethys docs.
 
-Brings up two throw-away stacks from the same web image, one after the other, on fresh volumes
-(their own projects, ports and env files under build/bench/; the dev and test stacks are not
-touched):
-  ours  project dam-inventory-bench-ours, 127.0.0.1:18090, the stack's defaults
-        (ASGI_PROCESSES from env/web.env.example, nginx spreading sockets over the workers,
-        core Redis layer with the image's capacity and group expiry)
-  ref   project dam-inventory-bench-ref, 127.0.0.1:18091, what the Tethys docs configure:
-        one daphne process (ASGI_PROCESSES=1), core Redis layer with channels_redis' defaults
-        (capacity 100, group_expiry 86400) and the docs' CHANNEL_LAYERS_CONFIG, the
+Brings up two throw-away stacks from the same web and edge images, one after the other, on
+fresh volumes (their own projects, ports and env files under build/bench/; the dev and test
+stacks are not touched):
+  ours  project dam-inventory-bench-ours, the edge on 127.0.0.1:18090 (HTTPS) and :18190
+        (HTTP), the stack's defaults (ASGI_PROCESSES from env/web.env.example, nginx spreading
+        sockets over the workers, core Redis layer with the image's capacity and group expiry)
+  ref   project dam-inventory-bench-ref, 127.0.0.1:18091 and :18191, what the Tethys docs
+        configure: one daphne process (ASGI_PROCESSES=1), core Redis layer with channels_redis'
+        defaults (capacity 100, group_expiry 86400) and the docs' CHANNEL_LAYERS_CONFIG, the
         tutorial's consumer (DAM_INVENTORY_FANOUT=per-socket) and no connection pool
 For each: first start to healthy, restart to healthy, then tests/bench/fanout.py (N clients,
-steady adds, then the 50 dams/s burst). Finally tests/bench/report.py prints the ratios and
-the targets, and writes docs/benchmarks.md and its plot.
+steady adds, then the 50 dams/s burst) straight to web (http://web:8080), results in
+build/bench/<config>/. On ours, a second fanout.py run then goes through the edge
+(https://edge:8443, TLS verified against the stack's local CA) to the same stack, results in
+build/bench/ours-edge/: the edge's cost is the difference between the two, on one stack and
+one image. Finally tests/bench/report.py prints the ratios, the edge's cost and the targets,
+and writes docs/benchmarks.md and its plot.
 
 Knobs (env): BENCH_CLIENTS (100,1000,5000), BENCH_DAMS (20), BENCH_RATE (2 dams/s),
 BENCH_BURST_CLIENTS (100), BENCH_BURST_RATE (50), BENCH_BURST_SECONDS (30),
 BENCH_CONFIGS ("ours ref"), BENCH_OURS_ASGI_PROCESSES (the example's default),
-BENCH_KEEP=1 (leave the stacks up), BENCH_NO_REPORT=1 (results JSON only),
+BENCH_EDGE (1; 0: ours straight to web only), BENCH_KEEP=1 (leave the stacks up),
+BENCH_NO_REPORT=1 (results JSON only),
 BENCH_NO_BUILD=1 (run the images as they are, without checking them against their inputs).
 """
 
@@ -30,23 +35,38 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from stackctl import docker, hosttools, images
 from stackctl.compose import Compose
 from stackctl.console import StackError, say
-from stackctl.envfiles import read_env_file, set_value, stack_value, write_env_files
+from stackctl.envfiles import EnvWriter, read_env_file, set_value, stack_value, write_env_files
 from stackctl.health import wait_healthy
 from stackctl.lifecycle import ONE_SHOT, UP_TIMEOUT, services
 from stackctl.settings import BUILD_DIR, ENV_EXAMPLES_DIR, ROOT, Stack
 
 OUT = BUILD_DIR / "bench"
+# Published by each bench stack's edge: HTTPS, and HTTP (the redirect). Only their own, so the
+# two stacks, the dev and the test stack never collide.
 PORTS = {"ours": 18090, "ref": 18091}
+HTTP_PORTS = {"ours": 18190, "ref": 18191}
 RESTART_TIMEOUT = 180
 BUSY_LOAD = 1.5
 # Where the load-generator container finds the checkout's benchmark code and stackctl.
 CONTAINER_ROOT = "/bench"
 WEB_PYTHON = "/opt/tethys-venv/bin/python"
+# Where the load generator reaches the portal on the stack's `front` network: web itself (plain
+# HTTP, as the edge does), and the edge in front of it (TLS, checked against the stack's local
+# CA, mounted read-only into the load generator's container at CONTAINER_CA).
+WEB_URL = "http://web:8080"
+EDGE_URL = "https://edge:8443"
+CONTAINER_CA = "/bench-ca/local_ca.crt"
+# The results through the edge go to OUT/<config><EDGE_SUFFIX>/ (report.py reads ours-edge/).
+EDGE_SUFFIX = "-edge"
+# Between two load-generator runs on one stack: the first run's closed sockets leave the
+# workers and Redis before the second opens its own.
+BETWEEN_RUNS_S = 5
 
 # Appended to the ref stack's web.env: the docs' value, and channels_redis' own defaults
 # instead of the image's.
@@ -64,6 +84,16 @@ REF_WEB_ENV = {
 }
 
 
+@dataclass(frozen=True)
+class Route:
+    """One load-generator run on a stack: where it reaches the portal, and where its results go
+    (OUT/<label>/fanout.json)."""
+
+    label: str
+    url: str
+    tls: bool = False
+
+
 def knob(name: str, default: str) -> str:
     return os.environ.get(name) or default
 
@@ -71,7 +101,18 @@ def knob(name: str, default: str) -> str:
 def bench_stack(cfg: str) -> Stack:
     if cfg not in PORTS:
         raise StackError(f"unknown config {cfg} (ours or ref)")
-    return Stack(project=f"dam-inventory-bench-{cfg}", env_dir=OUT / cfg / "env", port=PORTS[cfg])
+    return Stack(project=f"dam-inventory-bench-{cfg}", env_dir=OUT / cfg / "env", port=PORTS[cfg],
+                 http_port=HTTP_PORTS[cfg])
+
+
+def routes(cfg: str) -> list[Route]:
+    """Straight to web for every config; ours also through the edge (BENCH_EDGE, on by default),
+    on the same stack, to show what the extra hop and TLS cost. The reference setup of the
+    Tethys docs has no edge of its own, so ref is measured straight to web only."""
+    out = [Route(cfg, WEB_URL)]
+    if cfg == "ours" and knob("BENCH_EDGE", "1") != "0":
+        out.append(Route(cfg + EDGE_SUFFIX, EDGE_URL, tls=True))
+    return out
 
 
 def warn_if_busy() -> None:
@@ -91,9 +132,13 @@ def write_env(cfg: str) -> None:
         asgi = knob("BENCH_OURS_ASGI_PROCESSES",
                     read_env_file(ENV_EXAMPLES_DIR / "web.env.example").get("ASGI_PROCESSES", ""))
     # Every dam of the run must be accepted: no inventory limit. The load generator reaches the
-    # portal as web:8080 on the stack's network, so `web` is an allowed host (and origin).
-    write_env_files(stack, {"ASGI_PROCESSES": asgi, "ALLOWED_HOSTS": "localhost,127.0.0.1,web",
-                            "DAM_INVENTORY_MAX_DAMS": ""})
+    # portal as web:8080 and edge:8443 on the stack's network, so both are allowed hosts, trusted
+    # origins beside the published ones (its posts carry Origin = the URL it was given), and the
+    # edge's certificate names `edge` (SERVER_NAMES, an edge.env key).
+    origins = [EnvWriter(stack).derived("CSRF_TRUSTED_ORIGINS"), EDGE_URL, WEB_URL]
+    write_env_files(stack, {"ASGI_PROCESSES": asgi, "ALLOWED_HOSTS": "localhost,127.0.0.1,web,edge",
+                            "CSRF_TRUSTED_ORIGINS": ",".join(o for o in origins if o),
+                            "SERVER_NAMES": "localhost,edge", "DAM_INVENTORY_MAX_DAMS": ""})
     for key, value in (REF_WEB_ENV.items() if cfg == "ref" else ()):
         set_value(stack.env_file("web"), key, value)
     say(f"{cfg}: ASGI_PROCESSES={asgi}, env in {stack.env_dir_ref}")
@@ -162,15 +207,27 @@ def start_and_time(cfg: str) -> Compose:
     return compose
 
 
-def run_fanout(cfg: str, compose: Compose, clients: str, web_image: str) -> None:
+def ca_mount(cfg: str, stack: Stack) -> list[str]:
+    """docker run arguments that show the load generator the stack's local CA at CONTAINER_CA."""
+    ca = stack.ca_file
+    if ca is None or not ca.is_file():
+        raise StackError(f"{cfg}: no local CA certificate to check the edge against "
+                         f"({stack.secrets_dir / 'local_ca.crt'}; the bench stacks run TLS_MODE=local)")
+    return ["-v", f"{ca}:{CONTAINER_CA}:ro"]
+
+
+def run_fanout(cfg: str, compose: Compose, clients: str, web_image: str, route: Route) -> None:
     """The load generator: tests/bench/fanout.py in a container of the web image (its Python has
-    requests; the WebSocket client is tests/bench/rawws.py, stdlib only), on the stack's external
-    network and in the web container's pid namespace (to read the workers' memory). No
-    docker-proxy in the path, and the load stays between the stack's own containers."""
+    requests; the WebSocket client is tests/bench/rawws.py, stdlib only), on the stack's `front`
+    network (where the edge and web are) and in the web container's pid namespace (to read the
+    workers' memory). No docker-proxy in the path, and the load stays between the stack's own
+    containers. web's nginx believes forwarded headers from all of `front`: the generator sends
+    none, so straight to web it is a plain-HTTP client and through the edge the edge's."""
     stack = compose.stack
     web = compose.container_id("web")
     if not web or docker.container_state(web) not in ("healthy", "running"):
         raise StackError(f"{cfg}: no running web container")
+    (OUT / route.label).mkdir(parents=True, exist_ok=True)
     # One descriptor per client, plus the senders' and Python's own.
     nofile = max(int(n) for n in clients.split(",") if n.strip()) + 1024
     # The admin login goes in the environment: the env files are root's only.
@@ -179,24 +236,27 @@ def run_fanout(cfg: str, compose: Compose, clients: str, web_image: str) -> None
                PORTAL_SUPERUSER_PASSWORD=stack_value(stack, "web", "PORTAL_SUPERUSER_PASSWORD") or "")
     argv = [
         "docker", "run", "--rm", "--name", f"{stack.project}-loadgen",
-        "--network", f"{stack.project}_external", "--pid", f"container:{web}",
+        "--network", f"{stack.project}_front", "--pid", f"container:{web}",
         "--ulimit", f"nofile={nofile}:{nofile}", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
         "-e", "PORTAL_SUPERUSER_NAME", "-e", "PORTAL_SUPERUSER_PASSWORD", "-e", "PYTHONDONTWRITEBYTECODE=1",
         "-e", f"PYTHONPATH={CONTAINER_ROOT}",
         "-v", f"{ROOT / 'tests' / 'bench'}:{CONTAINER_ROOT}/tests/bench:ro",
         "-v", f"{ROOT / 'stackctl'}:{CONTAINER_ROOT}/stackctl:ro",
+        *(ca_mount(cfg, stack) if route.tls else []),
         "--entrypoint", WEB_PYTHON, web_image,
-        f"{CONTAINER_ROOT}/tests/bench/fanout.py", "--url", "http://web:8080", "--project", "-",
-        "--label", cfg, "--clients", clients,
+        f"{CONTAINER_ROOT}/tests/bench/fanout.py", "--url", route.url, "--project", "-",
+        "--label", route.label, "--clients", clients,
+        *(["--ca-file", CONTAINER_CA] if route.tls else []),
         "--dams", knob("BENCH_DAMS", "20"), "--rate", knob("BENCH_RATE", "2"),
         "--burst-clients", knob("BENCH_BURST_CLIENTS", "100"), "--burst-rate", knob("BENCH_BURST_RATE", "50"),
         "--burst-seconds", knob("BENCH_BURST_SECONDS", "30"), "--out", "-",
     ]
+    say(f"{cfg}: load generator to {route.url}, results in {(OUT / route.label).relative_to(ROOT)}")
     # stdout is the results JSON; the generator's progress goes on to stderr as it happens.
-    with (OUT / cfg / "fanout.json").open("w") as results:
+    with (OUT / route.label / "fanout.json").open("w") as results:
         proc = subprocess.run(argv, env=env, stdout=results, stdin=subprocess.DEVNULL)
     if proc.returncode != 0:
-        raise StackError(f"{cfg}: the load generator failed (its log is above)")
+        raise StackError(f"{route.label}: the load generator failed (its log is above)")
 
 
 def write_image_info(web_image: str) -> None:
@@ -232,8 +292,13 @@ def main(argv: list[str]) -> int:
     try:
         for cfg in configs:
             (OUT / cfg).mkdir(parents=True, exist_ok=True)
+            # An earlier run's results through the edge must not be reported beside this run's.
+            (OUT / (cfg + EDGE_SUFFIX) / "fanout.json").unlink(missing_ok=True)
             compose = start_and_time(cfg)
-            run_fanout(cfg, compose, clients, web_image)
+            for i, route in enumerate(routes(cfg)):
+                if i:
+                    time.sleep(BETWEEN_RUNS_S)
+                run_fanout(cfg, compose, clients, web_image, route)
             if not keep:
                 remove_stack(cfg)
     except BaseException:

@@ -15,6 +15,7 @@ import secrets
 import string
 from pathlib import Path
 
+from stackctl import tls
 from stackctl.console import StackError, say
 from stackctl.settings import ENV_EXAMPLES_DIR, ROOT, Stack
 
@@ -29,6 +30,8 @@ SECRET_NAMES = (
     "PORTAL_SUPERUSER_PASSWORD",
 )
 SECRET_LENGTH = 40
+# Django's deploy check wants a key of 50 characters or more (security.W009).
+SECRET_KEY_LENGTH = 64
 # Letters and digits only: safe in env files, YAML, URLs and a Redis config line, and never
 # read as a number or a boolean. 40 of them carry about 238 bits.
 SECRET_ALPHABET = string.ascii_letters + string.digits
@@ -54,15 +57,15 @@ def read_env_file(path: Path) -> dict[str, str]:
     return values
 
 
-def random_secret() -> str:
-    return "".join(secrets.choice(SECRET_ALPHABET) for _ in range(SECRET_LENGTH))
+def random_secret(length: int = SECRET_LENGTH) -> str:
+    return "".join(secrets.choice(SECRET_ALPHABET) for _ in range(length))
 
 
-def ensure_secret_file(path: Path, value: str | None = None, mode: int = 0o600) -> str:
+def ensure_secret_file(path: Path, value: str | None = None, mode: int = 0o600, length: int = SECRET_LENGTH) -> str:
     """The secret kept in PATH, written once (VALUE, else a random one) if missing or empty."""
     if not path.exists() or not path.read_text().strip():
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_private(path, (value or random_secret()) + "\n", mode)
+        write_private(path, (value or random_secret(length)) + "\n", mode)
     return path.read_text().strip()
 
 
@@ -132,7 +135,8 @@ class EnvWriter:
             return
         # 644 inside a 700 directory: only root on the host reaches it, and the container's
         # unprivileged user can read the bind-mounted copy.
-        ensure_secret_file(path, value, mode=0o644)
+        ensure_secret_file(path, value, mode=0o644,
+                           length=SECRET_KEY_LENGTH if name == "SECRET_KEY" else SECRET_LENGTH)
         say(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
 
     def derived(self, key: str) -> str | None:
@@ -143,7 +147,11 @@ class EnvWriter:
         if key == "ALLOWED_HOSTS":
             return ",".join(hosts)
         if key == "CSRF_TRUSTED_ORIGINS":
-            return ",".join(f"http://{h}:{self.stack.port}" for h in hosts)
+            scheme, port = self.stack.scheme, self.stack.port
+            suffix = "" if (scheme, port) in (("https", 443), ("http", 80)) else f":{port}"
+            return ",".join(f"{scheme}://{h}{suffix}" for h in hosts)
+        if key in ("TLS_CERTIFICATE_FILE", "TLS_KEY_FILE"):
+            return f"{self.stack.env_dir_ref}/secrets/{tls.SERVER_CERT if key == 'TLS_CERTIFICATE_FILE' else tls.SERVER_KEY}"
         return None
 
     def render(self, example: Path) -> str:
@@ -211,6 +219,12 @@ class EnvWriter:
             say(f"wrote {target} (mode 600)")
         for name in SECRET_NAMES:  # every secret compose declares, whichever example names it
             self.ensure_secret(name, self._chosen(name))
+        # The edge's local certificate: served in TLS_MODE=local, and in acme mode until the
+        # first ACME certificate arrives.
+        names = [n.strip() for n in self.stack.edge_setting("SERVER_NAMES", "localhost").split(",") if n.strip()]
+        if self.stack.bind not in ("0.0.0.0", "localhost"):
+            names.append(self.stack.bind)
+        tls.ensure_local_certificates(self.stack.secrets_dir, self.stack.project, names)
 
 
 def write_env_files(stack: Stack, overrides: dict[str, str] | None = None) -> None:

@@ -56,6 +56,7 @@ def compose_variables() -> dict[str, str]:
         "REDIS_IMAGE": pick("REDIS_IMAGE", "REGISTRY_REDIS_IMAGE"),
         "GEOSERVER_IMAGE": pick("GEOSERVER_IMAGE", "GEOSERVER_IMAGE"),
         "WEB_IMAGE": os.environ.get("WEB_IMAGE") or pins["WEB_IMAGE"],
+        "EDGE_IMAGE": os.environ.get("EDGE_IMAGE") or pins["EDGE_IMAGE"],
         "COMPOSE_PROFILES": os.environ.get("COMPOSE_PROFILES", chosen.get("COMPOSE_PROFILES", "")),
         "GEOSERVER_URL": os.environ.get("GEOSERVER_URL", chosen.get("GEOSERVER_URL", "")),
     }
@@ -270,7 +271,33 @@ def build_local_images() -> None:
     build_postgis(base)
 
 
-# ----------------------------------------------------------------------------- web
+# ----------------------------------------------------------------------------- edge, web
+def build_edge() -> str:
+    """The edge (nginx + certbot from Debian packages) on the chosen base."""
+    variables = compose_variables()
+    image, base = variables["EDGE_IMAGE"], variables["BASE_IMAGE"]
+    digest = inputs_digest(["images/edge"], f"base={docker.image_id(base)}")
+    if _current(image, digest):
+        say(f"{image} is up to date")
+        return image
+    say(f"building {image} from {base}: nginx and certbot from Debian packages")
+    with tempfile.TemporaryDirectory() as tmp:
+        _docker_build(image, _context("edge", Path(tmp), {}), digest, {"BASE_IMAGE": base})
+    return image
+
+
+def build_pebble() -> str:
+    """The test suite's ACME server (images/pebble): built on demand by the tests alone."""
+    base = compose_variables()["BASE_IMAGE"]
+    image = versions()["TEST_PEBBLE_IMAGE"]
+    digest = inputs_digest(["images/pebble"], f"base={docker.image_id(base)}")
+    if not _current(image, digest):
+        say(f"building {image} (Let's Encrypt's ACME test server, Debian's package)")
+        with tempfile.TemporaryDirectory() as tmp:
+            _docker_build(image, _context("pebble", Path(tmp), {}), digest, {"BASE_IMAGE": base})
+    return image
+
+
 def build_web() -> str:
     """The web image on the chosen base; the wheelhouse is filled on the host first, so the
     build downloads no Python package (an air-gapped builder needs only build/wheels/)."""
@@ -323,6 +350,7 @@ def prepare() -> None:
     """Everything `make up` needs: backing images by the chosen path, then the web image."""
     docker.require()
     choose()
+    build_edge()
     build_web()
     chosen = read_env_file(CHOICE_FILE)
     say("images ready: " + " ".join(f"{k}={chosen.get(k, '')}" for k in

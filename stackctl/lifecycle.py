@@ -21,7 +21,7 @@ ONE_SHOT = ("setup",)
 
 
 def services(compose: Compose) -> list[str]:
-    return [*ONE_SHOT, "db", "redis", *(["geoserver"] if images.geoserver_included() else []), "web"]
+    return [*ONE_SHOT, "db", "redis", *(["geoserver"] if images.geoserver_included() else []), "edge", "web"]
 
 
 def up(stack: Stack, overrides: dict[str, str] | None = None) -> Compose:
@@ -48,8 +48,16 @@ def welcome(stack: Stack) -> None:
     secret = web.get("PORTAL_SUPERUSER_PASSWORD_FILE") or f"{stack.env_dir_ref}/secrets/portal_superuser_password"
     geoserver = ("GeoServer runs inside the stack (internal network only)." if images.geoserver_included()
                  else "GeoServer is NOT part of this stack (no registry to pull it from).")
+    mode = stack.edge_setting("TLS_MODE", "local")
+    trust = {
+        "local": f"HTTPS by the stack's own CA: trust {stack.ca_file} (curl --cacert; README, 'HTTPS')",
+        "files": "HTTPS with the certificate edge.env names",
+        "acme": f"HTTPS by {stack.edge_setting('ACME_DIRECTORY_URL')} (the local certificate until it is issued)",
+        "off": "plain HTTP (TLS_MODE=off): your own TLS proxy goes in front",
+    }.get(mode, mode)
     print(f"""
   Dam inventory is up:  {stack.base_url}/apps/dam-inventory/
+  {trust}
   Admin login: user '{web.get('PORTAL_SUPERUSER_NAME') or 'admin'}', password in the file {secret}
       cat {secret}
   {geoserver}

@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import ssl
 import time
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -52,12 +54,26 @@ def admin_credentials(stack: Stack) -> tuple[str, str]:
 class Portal:
     """A browser-like HTTP session on the portal (cookies, CSRF)."""
 
-    def __init__(self, base_url: str, timeout: float = REQUEST_TIMEOUT):
+    def __init__(self, base_url: str, timeout: float = REQUEST_TIMEOUT, ca_file: Path | None = None):
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
+        self.ca_file = ca_file
         self.http = requests.Session()
         # The stack is on this machine: never route through a proxy from the environment.
         self.http.trust_env = False
+        # HTTPS is verified: against CA_FILE (the stack's local CA) or the system's store.
+        self.http.verify = str(ca_file) if ca_file else True
+
+    @classmethod
+    def of(cls, stack: Stack, **kw) -> "Portal":
+        """A client of STACK's portal, trusting its certificate as a browser told to would."""
+        return cls(stack.base_url, ca_file=stack.ca_file, **kw)
+
+    def ws_options(self) -> dict:
+        """Keyword arguments for websockets' connect(): the TLS context for wss: URLs."""
+        if not self.base_url.startswith("https:"):
+            return {}
+        return {"ssl": ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)}
 
     def url(self, path: str) -> str:
         return self.base_url + path

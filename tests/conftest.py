@@ -51,6 +51,13 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: SUITES.index(_suite(item)) if _suite(item) in SUITES else len(SUITES))
 
 
+@pytest.fixture(autouse=True)
+def _stack_suites_get_the_stack(request):
+    """A test of a stack suite runs against the stack even when it names no fixture of it."""
+    if request.node.get_closest_marker("stack"):
+        request.getfixturevalue("stack")
+
+
 def _full_run(config) -> bool:
     """No selection: every suite must then run at least one test."""
     narrowed = config.getoption("keyword") or config.getoption("markexpr") or config.getoption("lf", False)
@@ -118,7 +125,7 @@ def _save_logs(stack: TestStack) -> None:
 
 @pytest.fixture(scope="session")
 def stack(web_image, request) -> TestStack:
-    """The test stack, fresh: project dam-inventory-test on 127.0.0.1:18080, env/test, three
+    """The test stack, fresh: project dam-inventory-test on 127.0.0.1:18443 (HTTPS), env/test, three
     workers. It is removed with its volumes at the end, also when it failed to come up;
     KEEP_STACK=1 leaves it up."""
     test_stack = TestStack(TEST_STACK)

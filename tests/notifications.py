@@ -141,6 +141,7 @@ class NotificationClient:
                     origin=ws_origin(self.portal),
                     proxy=None,
                     compression=None,
+                    **self.portal.ws_options(),
                     open_timeout=10,
                     # Like a browser: no client pings; a dead peer shows up as a close.
                     ping_interval=None,

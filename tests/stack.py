@@ -30,7 +30,7 @@ class TestStack:
         return self.stack.base_url
 
     def portal(self) -> Portal:
-        return Portal(self.base_url)
+        return Portal.of(self.stack)
 
     def container_id(self, service: str) -> str:
         return self.compose.require_container(service)

@@ -2,19 +2,28 @@
 latency of every (dam, client) delivery.
 
 `python -m stackctl bench` (stackctl/bench.py) runs it in a load-generator container on the
-stack's `external` network, in the web container's pid namespace (to read the workers' memory),
-so the load goes between the stack's own containers and no docker-proxy sits in the path (the
-host's docker-proxy for the published port died at ~3,300 sockets, docs/benchmarks.md). The
-checkout's stackctl/ is mounted beside this directory and is on PYTHONPATH there:
+stack's `front` network (the edge's and web's), in the web container's pid namespace (to read
+the workers' memory), so the load goes between the stack's own containers and no docker-proxy
+sits in the path (the host's docker-proxy for the published port died at ~3,300 sockets,
+docs/benchmarks.md). The checkout's stackctl/ is mounted beside this directory and is on
+PYTHONPATH there. Straight to web, and through the edge (TLS, checked against the stack's local
+CA, which bench.py mounts at /bench-ca/):
 
     fanout.py --url http://web:8080 --project - --label ours \
               --clients 100,1000,5000 --out -
+    fanout.py --url https://edge:8443 --ca-file /bench-ca/local_ca.crt --project - \
+              --label ours-edge --clients 100,1000,5000 --out -
 
-It also runs on the host against the published port (--project <compose project>), with the
-checkout on PYTHONPATH:
+It also runs on the host against the edge's published port (--project <compose project>), with
+the checkout on PYTHONPATH:
 
-    PYTHONPATH=. python tests/bench/fanout.py --url http://127.0.0.1:18090 \
+    PYTHONPATH=. python tests/bench/fanout.py --url https://127.0.0.1:18090 \
+        --ca-file build/bench/ours/env/secrets/local_ca.crt \
         --project dam-inventory-bench-ours --env-dir build/bench/ours/env --label ours --out -
+
+Straight to web the client stands where the edge would, on plain HTTP: web still marks its
+session and CSRF cookies Secure (the stack serves HTTPS), which a cookie jar keeps off plain
+HTTP, so there this client's jar keeps them as ordinary cookies (PlainHopCookieJar).
 
 Latency of one delivery = arrival of the notification at the client - start of the Add Dam POST
 that caused it (what a user waiting on another screen sees), on one monotonic clock. Every phase
@@ -30,6 +39,7 @@ import math
 import multiprocessing
 import os
 import random
+import ssl
 import statistics
 import sys
 import threading
@@ -37,6 +47,7 @@ import time
 from pathlib import Path
 
 import rawws  # beside this file: the script's directory is on sys.path
+from requests.cookies import RequestsCookieJar
 
 from stackctl import docker
 from stackctl.compose import Compose
@@ -49,6 +60,33 @@ IN_WEB_PID_NAMESPACE = "-"
 
 def log(msg: str) -> None:
     print(f"[bench] {time.strftime('%H:%M:%S')} {msg}", file=sys.stderr, flush=True)
+
+
+class PlainHopCookieJar(RequestsCookieJar):
+    """A jar for the plain-HTTP hop straight to web: every cookie is kept without its Secure
+    flag, so web's session and CSRF cookies go back to it over http. (A cookie policy would not
+    do: requests copies the jar into one with the default policy for every request.)"""
+
+    def set_cookie(self, cookie, *args, **kwargs):
+        cookie.secure = False
+        return super().set_cookie(cookie, *args, **kwargs)
+
+
+def portal_client(url: str, ca_file: Path | None, **kw) -> Portal:
+    """A Portal session on URL. Over https its certificate is checked against CA_FILE (the
+    stack's local CA), else the system's store. Over plain http (straight to web, where the edge
+    would be) it sends back the Secure cookies web sets: without them no login succeeds."""
+    portal = Portal(url, ca_file=ca_file, **kw)
+    if url.startswith("http:"):
+        portal.http.cookies = PlainHopCookieJar()
+    return portal
+
+
+def tls_context(ws_url: str, ca_file: Path | None) -> ssl.SSLContext | None:
+    """What rawws checks a wss: server against (CA_FILE, else the system's store); None for ws:."""
+    if not ws_url.startswith("wss:"):
+        return None
+    return ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
 
 
 def percentile(values: list[float], p: float) -> float | None:
@@ -110,8 +148,10 @@ def added_dam(event) -> dict | None:
 class Receiver:
     """`n` WebSocket clients in this process; records the arrival of every run dam."""
 
-    def __init__(self, url: str, headers: dict, origin: str, run_id: str):
+    def __init__(self, url: str, headers: dict, origin: str, run_id: str, ca_file: Path | None):
         self.url, self.headers, self.origin, self.run_id = url, headers, origin, run_id
+        # One context for all the process's clients: made here, after the fork.
+        self.ssl_context = tls_context(url, ca_file)
         self.run_id_bytes = run_id.encode()
         self.arrivals: dict[str, list[float]] = {}  # dam name -> arrival times, one per client
         self.unknown = 0
@@ -138,7 +178,8 @@ class Receiver:
         while True:
             try:
                 async with ready:
-                    ws, headers = await rawws.connect(self.url, self.headers, self.origin, self.on_text)
+                    ws, headers = await rawws.connect(self.url, self.headers, self.origin, self.on_text,
+                                                      ssl_context=self.ssl_context)
                 break
             except Exception as exc:  # counted, not fatal: the delivery ratio shows it
                 self.refusals.append(f"{type(exc).__name__}: {exc}"[:120])
@@ -184,8 +225,8 @@ class Receiver:
                    "dropped": self.dropped, "unknown": self.unknown})
 
 
-def receiver_process(conn, url, headers, origin, run_id, n, give_up, concurrency):
-    asyncio.run(Receiver(url, headers, origin, run_id).run(conn, n, give_up, concurrency))
+def receiver_process(conn, url, headers, origin, run_id, ca_file, n, give_up, concurrency):
+    asyncio.run(Receiver(url, headers, origin, run_id, ca_file).run(conn, n, give_up, concurrency))
 
 
 # ------------------------------------------------------------------------- the run
@@ -210,7 +251,7 @@ def send_adds(portal: Portal, run_id: str, n_dams: int, rate: float) -> list[tup
 
     def session() -> Portal:
         if not hasattr(sessions, "portal"):
-            sessions.portal = Portal(portal.base_url)
+            sessions.portal = portal_client(portal.base_url, portal.ca_file)
             sessions.portal.http.cookies.update(portal.http.cookies)
         return sessions.portal
 
@@ -244,7 +285,7 @@ def measure(portal: Portal, project: str, n_clients: int, n_dams: int, rate: flo
     for share in shares:
         mine, theirs = ctx.Pipe()
         child = ctx.Process(target=receiver_process, daemon=True, args=(
-            theirs, portal.ws_url, headers, portal.base_url, run_id, share, give_up, concurrency))
+            theirs, portal.ws_url, headers, portal.base_url, run_id, portal.ca_file, share, give_up, concurrency))
         child.start()
         pipes.append(mine)
         children.append(child)
@@ -347,7 +388,10 @@ def per_connection(kib_before: int, kib_after: int, connected: int) -> float | N
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--url", required=True)
+    ap.add_argument("--url", required=True, help="the portal: http://web:8080 (web itself) or https://edge:8443")
+    ap.add_argument("--ca-file", type=Path,
+                    help="for an https URL: the CA its certificate is checked against (the stack's "
+                         "local_ca.crt); default: the system's store")
     ap.add_argument("--project", required=True,
                     help=f"compose project of the stack, or {IN_WEB_PID_NAMESPACE!r} when run in its web "
                          "container's pid namespace")
@@ -369,7 +413,7 @@ def main() -> int:
     args = ap.parse_args()
 
     stack = Stack(project=args.project, env_dir=Path(args.env_dir).resolve())
-    portal = Portal(args.url, timeout=60).login(*admin_credentials(stack))
+    portal = portal_client(args.url, args.ca_file, timeout=60).login(*admin_credentials(stack))
 
     results = {"label": args.label, "fanout": [], "burst": None}
     # Warm-up, not recorded: the first sockets and adds of a fresh worker load code and fill

@@ -6,6 +6,10 @@ measures, and every microsecond it spends on a frame is added to the latency it 
 is a few slices in `data_received`. It only needs what the portal's consumer sends: unfragmented,
 unmasked text frames, pings (answered) and a close. The functional suites (e2e, faults) keep
 using the `websockets` library.
+
+ws:// goes straight to a server (web); wss:// through TLS (the stack's edge), by the stdlib's
+ssl with the context the caller gives: the caller decides what the certificate is checked
+against (the stack's local CA), the name checked is the URL's host.
 """
 from __future__ import annotations
 
@@ -13,12 +17,14 @@ import asyncio
 import base64
 import hashlib
 import os
+import ssl
 import time
 from typing import Callable
 from urllib.parse import urlsplit
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
+DEFAULT_PORTS = {"ws": 80, "wss": 443}
 
 
 class HandshakeRefused(ConnectionError):
@@ -134,12 +140,28 @@ class Client(asyncio.Protocol):
             self.transport.close()
 
 
+def tls_options(parts, ssl_context: ssl.SSLContext | None) -> dict:
+    """create_connection()'s TLS arguments for a split URL: none for ws:, the caller's context
+    and the URL's host as the name to verify for wss:."""
+    if parts.scheme not in DEFAULT_PORTS:
+        raise ValueError(f"not a WebSocket URL (ws: or wss:): {parts.geturl()}")
+    if parts.scheme == "ws":
+        return {}
+    if ssl_context is None:
+        raise ValueError(f"{parts.geturl()}: a wss: URL needs an ssl_context (what its certificate is checked against)")
+    return {"ssl": ssl_context, "server_hostname": parts.hostname}
+
+
 async def connect(url: str, headers: dict[str, str], origin: str,
                   on_text: Callable[[bytes, float], None], timeout: float = 60,
-                  host: str | None = None, port: int | None = None) -> tuple[Client, dict]:
-    """Opens a WebSocket to `url` (ws://host:port/path) and returns (client, response headers).
-    Raises HandshakeRefused on any answer but a valid 101."""
+                  host: str | None = None, port: int | None = None,
+                  ssl_context: ssl.SSLContext | None = None) -> tuple[Client, dict]:
+    """Opens a WebSocket to `url` (ws://host:port/path, or wss:// over TLS with `ssl_context`)
+    and returns (client, response headers). `host` and `port` connect elsewhere than the URL
+    says (the certificate is still checked for the URL's host). Raises HandshakeRefused on any
+    answer but a valid 101, ssl.SSLError (an OSError) when the certificate is not trusted."""
     parts = urlsplit(url)
+    tls = tls_options(parts, ssl_context)
     key = base64.b64encode(os.urandom(16)).decode()
     accept = base64.b64encode(hashlib.sha1(key.encode() + GUID).digest()).decode()
     lines = [f"GET {parts.path or '/'}{'?' + parts.query if parts.query else ''} HTTP/1.1",
@@ -149,7 +171,8 @@ async def connect(url: str, headers: dict[str, str], origin: str,
     request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin1")
     loop = asyncio.get_running_loop()
     _, client = await asyncio.wait_for(loop.create_connection(
-        lambda: Client(request, accept, on_text), host or parts.hostname, port or parts.port or 80), timeout)
+        lambda: Client(request, accept, on_text), host or parts.hostname,
+        port or parts.port or DEFAULT_PORTS[parts.scheme], **tls), timeout)
     try:
         response_headers = await asyncio.wait_for(client.opened, timeout)
     except BaseException:

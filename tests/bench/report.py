@@ -3,6 +3,10 @@ verdict on each target, docs/benchmarks.md and docs/benchmarks-latency.png.
 
     report.py build/bench            (stackctl/bench.py calls it)
 
+Results: <dir>/ours/ and <dir>/ref/ (straight to web), and, when the run went through the edge
+too (BENCH_EDGE), <dir>/ours-edge/: the ours stack again, through the edge (TLS), shown beside
+ours so the extra hop's cost is read off one stack and one image.
+
 Only measured numbers are written; a missing measurement is shown as "n/a", never guessed.
 """
 from __future__ import annotations
@@ -27,6 +31,14 @@ TARGETS = [
     ("1,000 clients: p99 < 100 ms", 1000,
      lambda r: r["delivery_ratio"] >= 1.0 and (r["p99_ms"] or 1e9) < 100),
 ]
+# What users behind the edge get (only when the run measured it): the same bound.
+EDGE_TARGETS = [
+    ("1,000 clients through the edge: p99 < 100 ms", 1000,
+     lambda r: r["delivery_ratio"] >= 1.0 and (r["p99_ms"] or 1e9) < 100),
+]
+# Where bench.py puts the results through the edge, and their name in the table and plot.
+EDGE_DIR = "ours-edge"
+EDGE_NAME = "ours via edge (TLS)"
 
 
 def load(path: Path):
@@ -58,10 +70,10 @@ def burst_ok(b) -> bool:
             and b["dropped_sockets"] == 0 and b["connected"] == b["clients"])
 
 
-def verdicts(ours) -> list[tuple[str, str, str]]:
+def fanout_verdicts(results, targets) -> list[tuple[str, str, str]]:
     rows = []
-    fan = by_clients(ours)
-    for label, n, ok in TARGETS:
+    fan = by_clients(results)
+    for label, n, ok in targets:
         r = fan.get(n)
         if r is None:
             rows.append((label, "NOT MEASURED", f"no run with {n} clients"))
@@ -69,6 +81,12 @@ def verdicts(ours) -> list[tuple[str, str, str]]:
             rows.append((label, "met" if ok(r) else "MISSED",
                          f"delivery {r['delivery_ratio']:.4%}, p99 {fmt(r['p99_ms'], ' ms')}, "
                          f"{r['connected']}/{r['clients']} connected"))
+    return rows
+
+
+def verdicts(ours, edge=None) -> list[tuple[str, str, str]]:
+    """Every target's row; the edge's only when the run went through the edge (EDGE_DIR)."""
+    rows = fanout_verdicts(ours, TARGETS)
     b = (ours or {}).get("burst")
     if b is None:
         rows.append(("100 clients at 50 dams/s for 30 s, nothing dropped", "NOT MEASURED", "no burst run"))
@@ -77,22 +95,26 @@ def verdicts(ours) -> list[tuple[str, str, str]]:
                      f"delivery {b['delivery_ratio']:.4%} of {b['deliveries_expected']:,}, "
                      f"{b['dams_accepted']}/{b['dams']} adds accepted at {b['rate_achieved']}/s, "
                      f"p99 {fmt(b['p99_ms'], ' ms')}"))
+    if edge is not None:
+        rows += fanout_verdicts(edge, EDGE_TARGETS)
     return rows
 
 
-def table(ours, ref) -> str:
+def table(ours, ref, edge=None) -> str:
     out = ["| clients | config | connected | delivery | p50 ms | p99 ms | max ms | daphne KiB/conn | "
            "nginx KiB/conn | workers |",
            "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|"]
-    fo, fr = by_clients(ours), by_clients(ref)
-    for n in sorted(set(fo) | set(fr)):
-        for name, r in (("ours", fo.get(n)), ("ref", fr.get(n))):
+    configs = (("ours", ours), (EDGE_NAME, edge), ("ref", ref))
+    fans = [(name, by_clients(res)) for name, res in configs]
+    for n in sorted(set().union(*(fan for _, fan in fans))):
+        for name, fan in fans:
+            r = fan.get(n)
             if r is None:
                 continue
             out.append(f"| {n:,} | {name} | {r['connected']:,} | {r['delivery_ratio']:.4%} | {fmt(r['p50_ms'])} | "
                        f"{fmt(r['p99_ms'])} | {fmt(r['max_ms'])} | {fmt(r['daphne_kib_per_conn'])} | "
                        f"{fmt(r['nginx_kib_per_conn'])} | {r['workers']} |")
-    for name, res in (("ours", ours), ("ref", ref)):
+    for name, res in configs:
         b = (res or {}).get("burst")
         if b:
             out.append(f"| {b['clients']:,} burst {b['rate_wanted']:g}/s x {b['dams']} | {name} | {b['connected']:,} | "
@@ -127,7 +149,25 @@ def ratios(ours, ref, st_ours, st_ref) -> str:
     return "\n".join(out)
 
 
-def plot(ours, ref) -> bool:
+def edge_cost(ours, edge) -> str:
+    """Straight to web against through the edge, on the same stack: what the hop and TLS add."""
+    out = ["| measure | straight to web | via edge (TLS) | the edge adds |", "|---|---:|---:|---:|"]
+
+    def latency(label, o, e, key):
+        added = None if o[key] is None or e[key] is None else round(e[key] - o[key], 1)
+        out.append(f"| {label} | {fmt(o[key], ' ms')} | {fmt(e[key], ' ms')} | {fmt(added, ' ms')} |")
+
+    fo, fe = by_clients(ours), by_clients(edge)
+    for n in sorted(set(fo) & set(fe)):
+        latency(f"p50 latency, {n:,} clients", fo[n], fe[n], "p50_ms")
+        latency(f"p99 latency, {n:,} clients", fo[n], fe[n], "p99_ms")
+    bo, be = (ours or {}).get("burst"), (edge or {}).get("burst")
+    if bo and be:
+        latency("p99 latency, burst", bo, be, "p99_ms")
+    return "\n".join(out)
+
+
+def plot(ours, ref, edge=None) -> bool:
     try:
         import matplotlib
 
@@ -136,7 +176,7 @@ def plot(ours, ref) -> bool:
     except ImportError:
         return False
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
-    for name, res, style in (("ours", ours, "-o"), ("ref (Tethys docs)", ref, "--s")):
+    for name, res, style in (("ours", ours, "-o"), (EDGE_NAME, edge, "-.^"), ("ref (Tethys docs)", ref, "--s")):
         rows = sorted(by_clients(res).values(), key=lambda r: r["clients"])
         rows = [r for r in rows if r["p99_ms"] is not None]
         if not rows:
@@ -158,12 +198,26 @@ def plot(ours, ref) -> bool:
     return True
 
 
+def edge_section(ours, edge) -> list[str]:
+    return [
+        "### The edge's cost (ours)",
+        "",
+        f"One ours stack, measured straight to web (`ours`) and then, after that run, through the edge "
+        f"(`{EDGE_NAME}`). Through the edge the load generator's own TLS work is part of the latency; "
+        "the KiB/conn columns are web's processes (the edge's memory is not measured).",
+        "",
+        edge_cost(ours, edge),
+        "",
+    ]
+
+
 def main(out_dir: str) -> int:
     out = Path(out_dir)
     ours, ref = load(out / "ours" / "fanout.json"), load(out / "ref" / "fanout.json")
+    edge = load(out / EDGE_DIR / "fanout.json")
     st_ours, st_ref = load(out / "ours" / "startup.json"), load(out / "ref" / "startup.json")
     image = load(out / "image.json")
-    verdict_rows = verdicts(ours)
+    verdict_rows = verdicts(ours, edge)
 
     text = [
         f"Measured {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC on {platform.node()} "
@@ -171,7 +225,7 @@ def main(out_dir: str) -> int:
         "",
         "### Fan-out",
         "",
-        table(ours, ref),
+        table(ours, ref, edge),
         "",
         "### Ours against the reference",
         "",
@@ -180,6 +234,7 @@ def main(out_dir: str) -> int:
         f"Web image `{(image or {}).get('image', 'n/a')}`: "
         f"{fmt(round((image or {}).get('bytes', 0) / 1e6, 1) if image else None, ' MB')}.",
         "",
+        *(edge_section(ours, edge) if edge is not None else []),
         "### Targets (ours)",
         "",
         "| target | verdict | measured |",
@@ -187,7 +242,7 @@ def main(out_dir: str) -> int:
         *[f"| {a} | {b} | {c} |" for a, b, c in verdict_rows],
         "",
     ]
-    if plot(ours, ref):
+    if plot(ours, ref, edge):
         text.append(f"![latency against clients]({PLOT.name})")
     block = "\n".join(text)
     print(block)

@@ -1,5 +1,6 @@
-"""Two users' pages in Debian's Chromium (tests/chromium.py). Every page of a failed test is
-saved as a PNG screenshot under tests/browser/artifacts/."""
+"""Two users' pages in Debian's Chromium (tests/chromium.py), over HTTPS: the browser trusts
+the test stack's local CA through its NSS database, so a certificate problem fails the page
+load. Every page of a failed test is saved as a PNG screenshot under tests/browser/artifacts/."""
 
 import re
 from pathlib import Path
@@ -25,7 +26,7 @@ def pytest_runtest_makereport(item, call):
 # lives, which must be gone before suites that start their own loops (faults) run.
 @pytest.fixture(scope="package")
 def browser():
-    with chromium() as b:
+    with chromium(ca_file=TEST_STACK.ca_file) as b:
         yield b
 
 

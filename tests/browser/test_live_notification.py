@@ -35,7 +35,10 @@ def open_home_live(page):
 def test_second_user_sees_new_dam_live(new_page, admin_credentials, viewer_credentials):
     viewer = new_page("viewer")
     log_in(viewer, *viewer_credentials)
-    open_home_live(viewer)
+    with viewer.expect_websocket() as socket:
+        open_home_live(viewer)
+    assert viewer.url.startswith("https://"), viewer.url
+    assert socket.value.url.startswith("wss://"), f"the page's socket is not over TLS: {socket.value.url}"
 
     adder = new_page("adder")
     log_in(adder, *admin_credentials)

@@ -24,8 +24,10 @@ MAX_CONNECT_ATTEMPTS = 30  # bound on connections opened while looking for every
 
 async def open_ws(cookie=None, origin=BASE_URL):
     headers = {"Cookie": cookie} if cookie else {}
+    portal = Portal.of(TEST_STACK)
     return await connect(
-        Portal(BASE_URL).ws_url,
+        portal.ws_url,
+        **portal.ws_options(),
         origin=origin,
         additional_headers=headers,
         open_timeout=10,
@@ -134,7 +136,7 @@ def test_login_through_nginx(admin_portal):
 
 
 def test_anonymous_http_is_sent_to_login():
-    r = Portal(BASE_URL).get(APP_PATH)
+    r = Portal.of(TEST_STACK).get(APP_PATH)
     assert r.status_code in (302, 303) and "/accounts/login" in r.headers["Location"]
 
 
@@ -230,7 +232,7 @@ async def test_anonymous_websocket_is_closed_with_4401():
     assert closed.value.rcvd is not None and closed.value.rcvd.code == CLOSE_UNAUTHENTICATED, closed.value
 
 
-@pytest.mark.parametrize("origin", ["http://evil.example.com", "http://127.0.0.1.evil.example.com:18080", None])
+@pytest.mark.parametrize("origin", ["http://evil.example.com", "https://127.0.0.1.evil.example.com:18443", None])
 async def test_foreign_or_missing_origin_websocket_is_refused(admin_portal, origin):
     # a logged-in user's cookie, sent from another site (cross-site WebSocket hijacking)
     with pytest.raises(InvalidStatus) as refused:

@@ -35,14 +35,14 @@ def test_db_outage_refuses_add_cleanly_and_web_recovers(stack, target, credentia
 
     # Recovery without touching web: a fresh login and the app's JSON work again...
     def recovered() -> bool:
-        fresh = Portal(target.base_url).login(*credentials)
+        fresh = Portal.of(target).login(*credentials)
         return fresh.get(CATCHUP_PATH, params={"since": 0}).status_code == 200
 
     wait_until(recovered, 90, 1.0, "web answering again after the db came back")
     assert docker.inspect(web)[0]["State"]["StartedAt"] == web_started, "web had to be restarted to recover"
 
     # ...on every worker, for more than one request: no stale pooled connection is left to fail.
-    after = Portal(target.base_url).login(*credentials)
+    after = Portal.of(target).login(*credentials)
     statuses = []
     for _ in range(6 * asgi_processes):
         r = after.get(CATCHUP_PATH, params={"since": 0})

@@ -17,6 +17,7 @@ import json
 import os
 import re
 import socket
+import ssl
 import string
 import uuid
 
@@ -66,7 +67,7 @@ FIELD_MESSAGES = {
 
 @pytest.fixture(scope="module")
 def admin(target, credentials) -> Portal:
-    return Portal(target.base_url).login(*credentials)
+    return Portal.of(target).login(*credentials)
 
 
 _known_last = [0]
@@ -351,6 +352,16 @@ def _nginx_body_limits(containers) -> dict[str, int]:
     return limits
 
 
+def tls_context(target: Stack) -> ssl.SSLContext | None:
+    """What a raw client needs to speak to the stack's edge: TLS trusting its CA, or nothing."""
+    return ssl.create_default_context(cafile=target.ca_file) if target.scheme == "https" else None
+
+
+def tls_wrapped(target: Stack, raw: socket.socket) -> socket.socket:
+    context = tls_context(target)
+    return context.wrap_socket(raw, server_hostname=target.host) if context else raw
+
+
 def _post_raw(target, admin, path: str, size: int, *, whole: bool = False) -> bytes:
     """Declares a SIZE-byte multipart body and sends its start (nginx judges the declared
     length), or with WHOLE all of it (a body nginx accepts is read in full first)."""
@@ -361,7 +372,7 @@ def _post_raw(target, admin, path: str, size: int, *, whole: bool = False) -> by
         f"Content-Length: {size}\r\nConnection: close\r\n\r\n"
     ).encode()
     answer = b""
-    with socket.create_connection((host, int(port)), timeout=30) as s:
+    with tls_wrapped(target, socket.create_connection((host, int(port)), timeout=30)) as s:
         s.sendall(head + b"--x\r\n" + b"0" * ((size - 5) if whole else 65536))
         try:
             while chunk := s.recv(65536):
@@ -401,9 +412,9 @@ async def _ws_round(portal: Portal, frames: list[str | bytes]):
     from websockets.asyncio.client import connect
     from websockets.exceptions import ConnectionClosed
 
-    async with connect(portal.base_url.replace("http", "ws", 1) + WS_PATH,
-                       additional_headers=ws_headers(portal), origin=ws_origin(portal),
-                       proxy=None, compression=None, max_size=2**20, open_timeout=10) as ws:
+    async with connect(portal.ws_url, additional_headers=ws_headers(portal), origin=ws_origin(portal),
+                       proxy=None, compression=None, max_size=2**20, open_timeout=10,
+                       **portal.ws_options()) as ws:
         try:
             for frame in frames:
                 await ws.send(frame)
@@ -439,7 +450,9 @@ def test_garbage_websocket_frames_do_not_break_the_socket(admin, batch):
 async def _raw_garbage(target: Stack, portal: Portal, garbage: bytes) -> bytes:
     """A real handshake, then raw bytes that are not valid WebSocket framing."""
     host, port = target.host_port.rsplit(":", 1)
-    reader, writer = await asyncio.open_connection(host, int(port))
+    context = tls_context(target)
+    reader, writer = await asyncio.open_connection(host, int(port), ssl=context,
+                                                   server_hostname=host if context else None)
     try:
         writer.write((
             f"GET {WS_PATH} HTTP/1.1\r\nHost: {target.host_port}\r\nUpgrade: websocket\r\n"

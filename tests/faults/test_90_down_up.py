@@ -30,6 +30,6 @@ def test_make_down_then_up_keeps_all_data(target, credentials, portal, asgi_proc
         "make down left containers running"
     _make("up", target, asgi_processes)
 
-    again = Portal(target.base_url).login(*credentials)  # the admin account survived too
+    again = Portal.of(target).login(*credentials)  # the admin account survived too
     after = sorted((int(d["id"]), d["name"]) for d in again.dams_since())
     assert after == before, f"dams changed across down/up: lost {set(before) - set(after)}, new {set(after) - set(before)}"

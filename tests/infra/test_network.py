@@ -1,4 +1,5 @@
-"""What is reachable from where: published ports and the internal/external network split."""
+"""What is reachable from where: only the edge publishes ports; web sits behind it on `front`;
+db and redis sit on `internal`, unreachable from the edge's public side."""
 
 import uuid
 
@@ -7,8 +8,6 @@ import pytest
 from stackctl.docker import inspect as docker_inspect
 from stackctl.docker import run
 from stackctl.settings import TEST_STACK
-
-INTERNAL_SERVICES = ("db", "redis", "geoserver")
 
 
 def _bindings(info):
@@ -23,24 +22,23 @@ def _bindings(info):
     return out
 
 
-def test_no_internal_service_publishes_a_port(stack):
+def test_no_service_but_the_edge_publishes_a_port(stack):
     containers = stack.containers()
-    assert {"db", "redis", "web"} <= set(containers), f"services found: {sorted(containers)}"
+    assert {"db", "redis", "web", "edge"} <= set(containers), f"services found: {sorted(containers)}"
     for service, cid in containers.items():
-        if service == "web":
+        if service == "edge":
             continue
         info = docker_inspect(cid)[0]
         assert not _bindings(info), f"{service} publishes {_bindings(info)}"
         assert info["HostConfig"].get("NetworkMode") != "host", f"{service} uses the host network"
 
 
-def test_web_is_published_on_loopback_only(stack):
-    binds = _bindings(stack.inspect("web"))
-    assert binds, "web publishes nothing"
+def test_the_edge_is_published_on_loopback_only(stack):
+    binds = _bindings(stack.inspect("edge"))
+    expected = {("8443/tcp", str(TEST_STACK.port)), ("8080/tcp", str(TEST_STACK.http_port))}
+    assert {(port, host_port) for port, _, host_port in binds} == expected, binds
     for port, host_ip, host_port in binds:
-        assert port == "8080/tcp", f"web publishes container port {port}"
-        assert host_ip == "127.0.0.1", f"web is published on {host_ip or 'every interface'}"
-        assert host_port == str(TEST_STACK.port)
+        assert host_ip == "127.0.0.1", f"the edge is published on {host_ip or 'every interface'}"
 
 
 def _networks(info):
@@ -48,24 +46,31 @@ def _networks(info):
 
 
 @pytest.fixture(scope="module")
-def network_roles(stack):
-    """{'internal': [names], 'external': [names]} from the web container's networks."""
-    roles = {"internal": [], "external": []}
-    for name in _networks(stack.inspect("web")):
-        internal = docker_inspect(name)[0].get("Internal", False)
-        roles["internal" if internal else "external"].append(name)
-    return roles
+def networks(stack):
+    """{'internal': name, 'front': name, 'public': name}: the stack's three networks."""
+    return {role: f"{TEST_STACK.project}_{role}" for role in ("internal", "front", "public")}
 
 
-def test_web_sits_on_one_internal_and_one_external_network(network_roles):
-    assert len(network_roles["internal"]) == 1, network_roles
-    assert len(network_roles["external"]) == 1, network_roles
+def test_only_the_public_network_has_a_route_out(networks):
+    internal = {role: docker_inspect(name)[0].get("Internal", False) for role, name in networks.items()}
+    assert internal == {"internal": True, "front": True, "public": False}, internal
 
 
-def test_db_and_redis_are_only_on_internal_networks(stack, network_roles):
-    for service in ("db", "redis"):
-        names = set(_networks(stack.inspect(service)))
-        assert names <= set(network_roles["internal"]), f"{service} is attached to {sorted(names)}"
+@pytest.mark.parametrize("service, attached", [
+    ("edge", {"front", "public"}),
+    ("web", {"internal", "front"}),
+    ("db", {"internal"}),
+    ("redis", {"internal"}),
+])
+def test_each_service_sits_on_its_networks_only(stack, networks, service, attached):
+    assert set(_networks(stack.inspect(service))) == {networks[role] for role in attached}
+
+
+def test_on_front_there_is_nothing_but_the_edge_and_web(stack, networks):
+    # web believes forwarded headers from the whole of `front` (salt/_modules/tethys_net.py)
+    members = {c["Name"] for c in docker_inspect(networks["front"])[0]["Containers"].values()}
+    expected = {stack.inspect(service)["Name"].lstrip("/") for service in ("edge", "web")}
+    assert members == expected
 
 
 # bash's /dev/tcp with a timeout: no client tools needed in the throwaway container.
@@ -81,28 +86,29 @@ done
 """
 
 
-def test_from_the_external_network_db_and_redis_are_unreachable(stack, network_roles):
-    external = network_roles["external"][0]
-    internal = network_roles["internal"][0]
-    targets = ["db:5432", "redis:6379"]
+def test_from_the_public_network_db_redis_and_web_are_unreachable(stack, networks):
+    public, internal = networks["public"], networks["internal"]
+    targets = ["db:5432", "redis:6379", "web:8080"]
     # by address too, so the test does not pass merely because names do not resolve
     for service, port in (("db", 5432), ("redis", 6379)):
         ip = _networks(stack.inspect(service))[internal]["IPAddress"]
         targets.append(f"{ip}:{port}")
-    # positive control: web is reachable on the same network, so "closed" means isolation
-    web_ip = _networks(stack.inspect("web"))[external]["IPAddress"]
+    web_ip = _networks(stack.inspect("web"))[networks["front"]]["IPAddress"]
     targets.append(f"{web_ip}:8080")
+    # positive control: the edge is reachable on the same network, so "closed" means isolation
+    edge_ip = _networks(stack.inspect("edge"))[public]["IPAddress"]
+    targets.append(f"{edge_ip}:8443")
     image = stack.inspect("web")["Image"]
     name = f"{TEST_STACK.project}-netprobe-{uuid.uuid4().hex[:8]}"
     try:
         out = run(
-            ["docker", "run", "--rm", "--name", name, "--network", external, "--user", "65534:65534",
+            ["docker", "run", "--rm", "--name", name, "--network", public, "--user", "65534:65534",
              "--entrypoint", "bash", image, "-c", PROBE, "probe", *targets],
             timeout=120,
         ).stdout
     finally:
         run(["docker", "rm", "-f", name], check=False, timeout=60)
     result = dict(line.rsplit(" ", 1) for line in out.strip().splitlines())
-    assert result.pop(f"{web_ip}:8080") == "open", f"control failed, web unreachable: {out}"
+    assert result.pop(f"{edge_ip}:8443") == "open", f"control failed, the edge unreachable: {out}"
     opened = [t for t, state in result.items() if state != "closed"]
-    assert not opened, f"reachable from the external network: {opened}"
+    assert not opened, f"reachable from the public network: {opened}"

@@ -124,7 +124,7 @@ done
 """
 
 
-@pytest.mark.parametrize("service", ["web", "db", "redis"])
+@pytest.mark.parametrize("service", ["edge", "web", "db", "redis"])
 def test_no_secret_in_any_running_process_environment(stack, secrets_to_find, service):
     out = stack.exec(service, ["sh", "-c", ENVIRON_DUMP])
     read = {int(line.split()[1]) for line in out.splitlines() if line.startswith("@@@ ")}

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from stackctl import images
 from stackctl.compose import command as compose_command
-from stackctl.settings import ROOT
+from stackctl.settings import ROOT, Stack
 
 BIN = Path(sys.executable).parent
 SKIP_DIRS = {".git", ".venv", ".local", "build", "backups", "node_modules", "__pycache__"}
@@ -82,5 +82,6 @@ def test_compose_config_is_valid(tmp_path):
     (env_dir / "secrets").mkdir(parents=True)
     for example in ROOT.glob("env/*.env.example"):
         (env_dir / example.name.removesuffix(".example")).write_text(example.read_text())
-    env = {**os.environ, **images.compose_variables(), "ENV_DIR": str(env_dir), "COMPOSE_PROFILES": "geoserver"}
+    variables = Stack(project="lint", env_dir=env_dir).compose_variables()
+    env = {**os.environ, **images.compose_variables(), **variables, "COMPOSE_PROFILES": "geoserver"}
     check([*compose_command(), "--project-name", "lint", "--file", "docker-compose.yml", "config", "-q"], env=env)

@@ -5,8 +5,8 @@ CHANNEL_LAYERS_CONFIG, a Redis password), so no branch goes unrendered.
 
 show_sls renders each sls (Jinja + YAML) without applying it; the file templates
 (portal_config.yml, nginx.conf, supervisord.conf) render only when applied, so a test=True apply
-of the file states renders them too and writes nothing. The custom state modules
-(salt/_states/) are synced on the way and must load.
+of the file states renders them too and writes nothing. The custom state and execution modules
+(salt/_states/, salt/_modules/) are synced on the way and must load.
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ PASSES = {
         "SKIP_DB_SETUP": "true",
         "CHANNEL_LAYERS_BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
         "CHANNEL_LAYERS_CONFIG": "\"{'hosts':[{'host': 'redis', 'port': 6379}]}\"",
+        # a name (resolved at render time), a CIDR; TLS on (secure cookies, HSTS)
+        "TRUSTED_PROXIES": "localhost,10.1.0.0/16", "TLS_MODE": "local",
     },
 }
 
@@ -102,11 +104,12 @@ def test_setup_states_do_the_database_work(web_image):
 
 @pytest.mark.parametrize("env", PASSES.values(), ids=PASSES.keys())
 def test_file_templates_render(web_image, env):
-    proc = salt_call(web_image, env, "state.apply", ",".join(FILE_STATES), "test=True")
+    proc = salt_call(web_image, env, "state.apply", ",".join(FILE_STATES), "test=True", "sync_mods=states,modules")
     assert not render_errors(proc), render_errors(proc)
 
 
-def test_custom_state_modules_load(web_image):
-    proc = salt_call(web_image, {}, "saltutil.sync_states")
+def test_custom_modules_load(web_image):
+    proc = salt_call(web_image, {}, "saltutil.sync_all")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "states.tethys_portal" in json.loads(proc.stdout)["local"], proc.stdout
+    synced = json.loads(proc.stdout)["local"]
+    assert "states.tethys_portal" in synced["states"] and "modules.tethys_net" in synced["modules"], proc.stdout

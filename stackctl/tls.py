@@ -1,0 +1,112 @@
+"""The stack's own certificate authority, for TLS_MODE=local (and as the certificate the
+edge serves in acme mode until the ACME CA has issued one).
+
+`make up` makes, once, beside the other secrets of the stack:
+- local_ca.crt: the CA's certificate, which browsers and clients are told to trust
+  (`curl --cacert`, an NSS database, a system store); local_ca.key never leaves this host;
+- tls_certificate + tls_key: what the edge serves, for SERVER_NAMES plus localhost, 127.0.0.1
+  and the published address. Every `make up` issues a new one when the names changed, the
+  CA changed, or it expires within RENEW_BEFORE_DAYS; the CA itself is kept.
+
+Keys are ECDSA P-256, made by the openssl command line (Debian's openssl package).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from stackctl import docker
+from stackctl.console import StackError, say
+
+CA_CERT = "local_ca.crt"
+CA_KEY = "local_ca.key"
+SERVER_CERT = "tls_certificate"
+SERVER_KEY = "tls_key"
+CA_DAYS = 3650
+# Browsers refuse server certificates valid for more than 398 days.
+SERVER_DAYS = 397
+RENEW_BEFORE_DAYS = 30
+ALWAYS_NAMES = ("localhost", "127.0.0.1")
+EC_KEY = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+
+
+def _openssl(*args) -> str:
+    if not shutil.which("openssl"):
+        raise StackError("the openssl command is missing: apt-get install openssl")
+    return docker.run(["openssl", *args]).stdout
+
+
+def _san(names) -> str:
+    """subjectAltName value: IP: for addresses, DNS: for names."""
+    entries = []
+    for name in names:
+        try:
+            entries.append(f"IP:{ipaddress.ip_address(name)}")
+        except ValueError:
+            entries.append(f"DNS:{name}")
+    return ",".join(entries)
+
+
+def make_ca(cert: Path, key: Path, common_name: str) -> None:
+    """A self-signed CA that may sign server certificates only (no intermediate CAs)."""
+    _openssl("req", "-x509", *EC_KEY, "-keyout", key, "-out", cert, "-days", CA_DAYS,
+             "-subj", f"/CN={common_name}",
+             "-addext", "basicConstraints=critical,CA:TRUE,pathlen:0",
+             "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    key.chmod(0o600)
+    cert.chmod(0o644)
+
+
+def issue(ca_cert: Path, ca_key: Path, cert: Path, key: Path, names, days: int = SERVER_DAYS) -> None:
+    """A server certificate for NAMES (the first is its CN), signed by the CA. The key is
+    readable by the container user that serves it (the secrets directory is the host's guard)."""
+    names = list(dict.fromkeys(names))
+    with tempfile.TemporaryDirectory() as tmp:
+        csr, extensions = Path(tmp) / "server.csr", Path(tmp) / "server.ext"
+        extensions.write_text(
+            f"subjectAltName={_san(names)}\nbasicConstraints=critical,CA:FALSE\n"
+            "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n"
+            "authorityKeyIdentifier=keyid\nsubjectKeyIdentifier=hash\n")
+        _openssl("req", "-new", *EC_KEY, "-keyout", key, "-out", csr, "-subj", f"/CN={names[0]}")
+        _openssl("x509", "-req", "-in", csr, "-CA", ca_cert, "-CAkey", ca_key, "-set_serial",
+                 str(int.from_bytes(os.urandom(16), "big")), "-days", days,
+                 "-extfile", extensions, "-out", cert)
+    key.chmod(0o644)
+    cert.chmod(0o644)
+
+
+def certificate_names(cert: Path) -> set[str]:
+    out = _openssl("x509", "-in", cert, "-noout", "-ext", "subjectAltName")
+    return {entry.split(":", 1)[1].strip() for line in out.splitlines()[1:]
+            for entry in line.split(",") if ":" in entry}
+
+
+def _still_good(ca_cert: Path, cert: Path, names) -> str | None:
+    """Why the server certificate must be issued again, or None."""
+    if not cert.exists():
+        return "none yet"
+    if docker.run(["openssl", "verify", "-CAfile", ca_cert, cert], check=False).returncode != 0:
+        return "not signed by the current local CA"
+    if docker.run(["openssl", "x509", "-in", cert, "-noout", "-checkend", RENEW_BEFORE_DAYS * 86400],
+                  check=False).returncode != 0:
+        return f"expires within {RENEW_BEFORE_DAYS} days"
+    if certificate_names(cert) != set(names):
+        return "the names changed"
+    return None
+
+
+def ensure_local_certificates(secrets_dir: Path, project: str, names) -> None:
+    """The local CA (made once) and a current server certificate for NAMES."""
+    ca_cert, ca_key = secrets_dir / CA_CERT, secrets_dir / CA_KEY
+    if not (ca_cert.exists() and ca_key.exists()):
+        make_ca(ca_cert, ca_key, f"Dam inventory local CA ({project})")
+        say(f"made a local certificate authority: {ca_cert} (trust it in browsers: README, 'HTTPS')")
+    names = [*dict.fromkeys([*names, *ALWAYS_NAMES])]
+    reason = _still_good(ca_cert, secrets_dir / SERVER_CERT, names)
+    if reason:
+        issue(ca_cert, ca_key, secrets_dir / SERVER_CERT, secrets_dir / SERVER_KEY, names)
+        say(f"issued the edge's certificate for {', '.join(names)} ({reason}; valid {SERVER_DAYS} days)")

@@ -224,7 +224,7 @@ class EnvWriter:
         names = [n.strip() for n in self.stack.edge_setting("SERVER_NAMES", "localhost").split(",") if n.strip()]
         if self.stack.bind not in ("0.0.0.0", "localhost"):
             names.append(self.stack.bind)
-        tls.ensure_local_certificates(self.stack.secrets_dir, self.stack.project, names)
+        tls.ensure_local_certificates(self.stack.secrets_dir, self.stack.project, names, self.stack.http_port)
 
 
 def write_env_files(stack: Stack, overrides: dict[str, str] | None = None) -> None:

@@ -26,6 +26,7 @@ ACME_LIVE=$STATE_DIR/acme/live/edge
 : "${TRUSTED_PROXIES:=}"
 : "${TLS_CERTIFICATE_FILE:=}"
 : "${TLS_KEY_FILE:=}"
+: "${TLS_CRL_FILE:=}"
 
 log() { printf '[edge] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -104,7 +105,17 @@ write_plain_conf() {
   fi
   local port=":$PUBLIC_HTTPS_PORT"
   [[ $PUBLIC_HTTPS_PORT != 443 ]] || port=""
-  cat >"$RUN_DIR/plain.conf" <<CONF
+  : >"$RUN_DIR/plain.conf"
+  # The local CA's revocation list, where its certificates say it is (stackctl/tls.py).
+  if [[ $TLS_MODE == local && -r $TLS_CRL_FILE ]]; then
+    cat >>"$RUN_DIR/plain.conf" <<CONF
+location = /.edge/local-ca.crl {
+  default_type application/pkix-crl;
+  alias $TLS_CRL_FILE;
+}
+CONF
+  fi
+  cat >>"$RUN_DIR/plain.conf" <<CONF
 location = /.edge/health {
   return 200 "ok\n";
 }

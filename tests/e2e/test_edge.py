@@ -11,11 +11,13 @@ import socket
 import ssl
 import subprocess
 import uuid
+from collections import Counter
+from pathlib import Path
 
 import pytest
 import requests
 
-from stackctl import docker
+from stackctl import docker, hosttools, tls
 from stackctl.portal import APP_PATH, LOGIN_PATH, Portal, unique_name
 from stackctl.settings import TEST_STACK
 
@@ -153,3 +155,40 @@ def test_django_deploy_check_leaves_only_justified_warnings(stack):
 def test_portal_client_refuses_a_certificate_it_was_not_told_to_trust():
     with pytest.raises(requests.exceptions.SSLError):
         Portal(HTTPS_URL).get(LOGIN_PATH)
+
+
+def test_the_local_ca_revocation_list_is_served_where_the_certificate_says(tmp_path):
+    url = tls.crl_url(TEST_STACK.secrets_dir / tls.SERVER_CERT)
+    assert url and url.startswith(f"http://{TEST_STACK.host if TEST_STACK.host != '127.0.0.1' else 'localhost'}"), url
+    resp = requests.get(url, timeout=10)
+    assert resp.status_code == 200 and resp.headers["Content-Type"] == "application/pkix-crl", resp.headers
+    crl = tmp_path / "local_ca.crl"
+    crl.write_bytes(resp.content)
+    checked = subprocess.run(["openssl", "verify", "-crl_check", "-CRLfile", str(crl), "-CAfile", str(TEST_STACK.ca_file),
+                              str(TEST_STACK.secrets_dir / tls.SERVER_CERT)], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+TESTSSL = Path("/usr/bin/testssl")
+FAILING_SEVERITIES = {"HIGH", "CRITICAL"}
+
+
+def test_testssl_rates_nothing_high_or_critical(tmp_path):
+    """testssl.sh (Debian's package): protocols, ciphers, forward secrecy, server defaults,
+    headers and the known vulnerabilities, against the edge with the local CA trusted."""
+    if not TESTSSL.exists():
+        hosttools.ensure_debian_packages(["testssl.sh"])
+    report = tmp_path / "testssl.json"
+    proc = subprocess.run([str(TESTSSL), "--quiet", "--color", "0", "--warnings", "off", "--add-ca", str(TEST_STACK.ca_file),
+                           "--jsonfile", str(report), f"{HOST}:{TEST_STACK.port}"],
+                          capture_output=True, text=True, timeout=900)
+    assert report.exists(), f"testssl wrote no report (exit {proc.returncode}):\n{proc.stdout[-3000:]}{proc.stderr[-2000:]}"
+    findings = json.loads(report.read_text())
+    counts = Counter(f["severity"] for f in findings)
+    print(f"testssl.sh against {HOST}:{TEST_STACK.port}: {len(findings)} findings by severity: {dict(sorted(counts.items()))}")
+    for finding in findings:
+        if finding["severity"] not in ("OK", "INFO"):
+            print(f"  {finding['severity']:8} {finding['id']}: {finding['finding']}")
+    failing = [f"{f['id']}: {f['finding']}" for f in findings if f["severity"] in FAILING_SEVERITIES]
+    assert not failing, "testssl.sh rates these HIGH or CRITICAL:\n" + "\n".join(failing)
+    assert counts["OK"] > 10, f"testssl.sh checked too little: {dict(counts)}"

@@ -155,6 +155,8 @@ render() {
   [[ $EDGE_NOFILE =~ ^[0-9]+$ && $EDGE_NOFILE -le 65536 ]] || EDGE_NOFILE=65536
   EDGE_WORKER_CONNECTIONS=$((EDGE_NOFILE > 1280 ? EDGE_NOFILE - 256 : 1024))
   export EDGE_UPSTREAM EDGE_MAX_BODY_SIZE WEBSOCKET_TIMEOUT
+  # envsubst replaces these names only (nginx's own $variables stay as they are).
+  # shellcheck disable=SC2016
   local variables='${EDGE_RUN_DIR} ${EDGE_STATE_DIR} ${EDGE_RESOLVER} ${EDGE_NOFILE} ${EDGE_WORKER_CONNECTIONS} ${EDGE_UPSTREAM} ${EDGE_MAX_BODY_SIZE} ${WEBSOCKET_TIMEOUT}'
   for name in nginx portal; do
     envsubst "$variables" <"$TEMPLATES/$name.conf.template" >"$RUN_DIR/$name.conf"

@@ -141,8 +141,8 @@ def test_the_edge_keeps_websockets_longer_than_web_does(stack):
 
 
 def test_django_deploy_check_leaves_only_justified_warnings(stack):
-    manage = stack.exec("web", [stack.web_python_path(), "-c",
-                                "import os, tethys_portal; print(os.path.join(os.path.dirname(tethys_portal.__file__), 'manage.py'))"]).strip()
+    where = "import os, tethys_portal; print(os.path.join(os.path.dirname(tethys_portal.__file__), 'manage.py'))"
+    manage = stack.exec("web", [stack.web_python_path(), "-c", where]).strip()
     proc = docker.docker("exec", stack.container_id("web"), stack.web_python_path(), manage, "check", "--deploy",
                          check=False, timeout=180)
     output = proc.stdout + proc.stderr

@@ -267,7 +267,10 @@ def write_image_info(web_image: str) -> None:
 
 def report() -> None:
     # The project venv has matplotlib for the plot.
-    docker.run([hosttools.venv_python(), ROOT / "tests" / "bench" / "report.py", OUT], capture=False, timeout=600)
+    proc = docker.run([hosttools.venv_python(), ROOT / "tests" / "bench" / "report.py", OUT], capture=False,
+                      timeout=600, check=False)
+    if proc.returncode != 0:
+        raise StackError("the benchmark missed a target (the report above says which)")
 
 
 def main(argv: list[str]) -> int:

@@ -40,7 +40,15 @@ def up(stack: Stack, overrides: dict[str, str] | None = None) -> Compose:
         raise StackError(f"compose up failed (exit {started.returncode}, see above); setup completed, "
                          "so the cause is another service: make ps, make logs")
     wait_healthy(compose, services(compose), UP_TIMEOUT, one_shot=ONE_SHOT)
+    reload_edge_certificate(compose)
     return compose
+
+
+def reload_edge_certificate(compose: Compose) -> None:
+    """TLS_MODE local or files: the certificate files may have been renewed (local) or replaced
+    (files) while the edge ran; a reload loads them and keeps open connections."""
+    if compose.stack.edge_setting("TLS_MODE", "local") in ("local", "files"):
+        compose.exec("edge", ["edge-entrypoint", "use-certificate", "/run/secrets/tls_certificate", "/run/secrets/tls_key"])
 
 
 def welcome(stack: Stack) -> None:

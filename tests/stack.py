@@ -120,3 +120,18 @@ class TestStack:
             f"cs.value = {value!r}\n"
             "cs.save()\n"
         )
+
+    # ---- extra containers beside the stack (another edge, an ACME server)
+    def start_beside(self, name: str, image: str, *, alias: str, publish: int | None = None,
+                     args: tuple[str, ...] = (), command: tuple[str, ...] = ()) -> int | None:
+        """Starts container NAME of IMAGE on the stack's `front` network as ALIAS, publishing
+        container port PUBLISH on a free 127.0.0.1 port (returned). It is created on `public`
+        first: a port is published only through a network with a route out."""
+        project = self.stack.project
+        docker.docker("create", "--name", name, "--network", f"{project}_public",
+                      *(["-p", f"127.0.0.1::{publish}"] if publish else []), *args, image, *command)
+        docker.docker("network", "connect", "--alias", alias, f"{project}_front", name)
+        docker.docker("start", name)
+        if not publish:
+            return None
+        return int(docker.docker("port", name, f"{publish}/tcp").stdout.split(":")[-1])

@@ -255,9 +255,11 @@ def main(out_dir: str) -> int:
         print(f"\n[bench] results written into {DOC.relative_to(REPO)} and {PLOT.relative_to(REPO)}", file=sys.stderr)
     else:
         print(f"\n[bench] {DOC.relative_to(REPO)} has no results markers: not written", file=sys.stderr)
+    # The report is written either way (a miss is a result too); the command then fails.
     missed = [a for a, b, _ in verdict_rows if b != "met"]
     if missed:
-        print("[bench] targets not met: " + "; ".join(missed), file=sys.stderr)
+        print("[bench] FAILED, targets not met: " + "; ".join(missed), file=sys.stderr)
+        return 1
     return 0
 
 

@@ -26,10 +26,6 @@ PORTAL_NAME = "acme-portal.test"
 ISSUE_TIMEOUT = 120  # upper bound for pebble's validation and certbot on a slow CI machine
 
 
-def _published_port(container: str, port: int) -> int:
-    return int(docker.docker("port", container, f"{port}/tcp").stdout.split(":")[-1])
-
-
 def _served_certificate(port: int) -> tuple[str, str]:
     """(issuer, serial) of the certificate the edge serves for PORTAL_NAME right now."""
     pem = ssl.get_server_certificate(("127.0.0.1", port), timeout=10)
@@ -69,31 +65,22 @@ def acme_edge(stack, tmp_path_factory):
     (work / "pebble.json").chmod(0o644)
     suffix = uuid.uuid4().hex[:8]
     pebble, edge = f"{project}-pebble-{suffix}", f"{project}-acme-edge-{suffix}"
-    # Started on `public` (an internal network publishes no port to the host), then joined to
-    # `front`, where they find each other and web by name.
-    public, front = f"{project}_public", f"{project}_front"
     secrets = stack.stack.secrets_dir
     try:
-        docker.docker("create", "--name", pebble, "--network", public,
-                      "-e", "PEBBLE_VA_NOSLEEP=1", "-e", "PEBBLE_WFE_NONCEREJECT=0",
-                      "-v", f"{work}:/etc/pebble:ro", "-p", "127.0.0.1::15000", images.build_pebble())
-        docker.docker("network", "connect", "--alias", "pebble", front, pebble)
-        docker.docker("start", pebble)
-        docker.docker("create", "--name", edge, "--network", public,
-                      "--init", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
-                      "-e", "TLS_MODE=acme", "-e", f"SERVER_NAMES={PORTAL_NAME}",
-                      "-e", "ACME_DIRECTORY_URL=https://pebble:14000/dir", "-e", "ACME_CA_FILE=/acme/ca.crt",
-                      "-e", "ACME_RETRY_SECONDS=2",
-                      "-e", "TLS_CERTIFICATE_FILE=/local/tls_certificate", "-e", "TLS_KEY_FILE=/local/tls_key",
-                      "-v", f"{work / 'ca.crt'}:/acme/ca.crt:ro",
-                      "-v", f"{secrets / tls.SERVER_CERT}:/local/tls_certificate:ro",
-                      "-v", f"{secrets / tls.SERVER_KEY}:/local/tls_key:ro",
-                      "-p", "127.0.0.1::8443", images.compose_variables()["EDGE_IMAGE"])
-        docker.docker("network", "connect", "--alias", PORTAL_NAME, front, edge)
-        docker.docker("start", edge)
-        mgmt = f"https://127.0.0.1:{_published_port(pebble, 15000)}"
+        mgmt_port = stack.start_beside(pebble, images.build_pebble(), alias="pebble", publish=15000, args=(
+            "-e", "PEBBLE_VA_NOSLEEP=1", "-e", "PEBBLE_WFE_NONCEREJECT=0", "-v", f"{work}:/etc/pebble:ro"))
+        edge_port = stack.start_beside(edge, images.compose_variables()["EDGE_IMAGE"], alias=PORTAL_NAME, publish=8443, args=(
+            "--init", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+            "-e", "TLS_MODE=acme", "-e", f"SERVER_NAMES={PORTAL_NAME}",
+            "-e", "ACME_DIRECTORY_URL=https://pebble:14000/dir", "-e", "ACME_CA_FILE=/acme/ca.crt",
+            "-e", "ACME_RETRY_SECONDS=2",
+            "-e", "TLS_CERTIFICATE_FILE=/local/tls_certificate", "-e", "TLS_KEY_FILE=/local/tls_key",
+            "-v", f"{work / 'ca.crt'}:/acme/ca.crt:ro",
+            "-v", f"{secrets / tls.SERVER_CERT}:/local/tls_certificate:ro",
+            "-v", f"{secrets / tls.SERVER_KEY}:/local/tls_key:ro"))
+        mgmt = f"https://127.0.0.1:{mgmt_port}"
         yield {
-            "edge": edge, "port": _published_port(edge, 8443),
+            "edge": edge, "port": edge_port,
             "root": lambda: requests.get(f"{mgmt}/roots/0", verify=str(work / "ca.crt"), timeout=10).text,
             "logs": lambda: docker.docker("logs", edge, check=False).stderr,
         }

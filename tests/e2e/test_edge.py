@@ -10,6 +10,7 @@ import re
 import socket
 import ssl
 import subprocess
+import time
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -192,3 +193,47 @@ def test_testssl_rates_nothing_high_or_critical(tmp_path):
     failing = [f"{f['id']}: {f['finding']}" for f in findings if f["severity"] in FAILING_SEVERITIES]
     assert not failing, "testssl.sh rates these HIGH or CRITICAL:\n" + "\n".join(failing)
     assert counts["OK"] > 10, f"testssl.sh checked too little: {dict(counts)}"
+
+
+def test_the_edge_serves_the_current_certificate_file():
+    # `make up` reissues the local certificate when due and reloads the edge: what is served
+    # must be what the secrets directory holds now, not what the edge started with.
+    served = ssl.get_server_certificate((HOST, TEST_STACK.port), timeout=10)
+    on_disk = (TEST_STACK.secrets_dir / tls.SERVER_CERT).read_text()
+    assert ssl.PEM_cert_to_DER_cert(served) == ssl.PEM_cert_to_DER_cert(on_disk)
+
+
+CLAIMED_CLIENT = "203.0.113.9"  # TEST-NET-3: never a real client of the test stack
+
+
+def _address_web_believed(stack, trusted_proxies: str) -> str:
+    """Starts an edge with TLS_MODE=off and TRUSTED_PROXIES, sends it a request claiming to
+    be forwarded for CLAIMED_CLIENT, and returns the client address web's nginx logged."""
+    name = f"{TEST_STACK.project}-plain-edge-{uuid.uuid4().hex[:8]}"
+    probe = uuid.uuid4().hex
+    try:
+        port = stack.start_beside(name, stack.inspect("edge")["Config"]["Image"], alias=name, publish=8443, args=(
+            "--init", "--cap-drop", "ALL", "-e", "TLS_MODE=off", "-e", f"TRUSTED_PROXIES={trusted_proxies}"))
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                resp = requests.get(f"http://127.0.0.1:{port}{LOGIN_PATH}?probe={probe}", timeout=10, headers={
+                    "X-Forwarded-For": CLAIMED_CLIENT, "X-Forwarded-Proto": "https", "Host": "localhost"})
+                break
+            except requests.ConnectionError:
+                assert time.monotonic() < deadline, "the plain-HTTP edge did not start"
+                time.sleep(0.5)
+        assert resp.status_code == 200, resp.status_code
+    finally:
+        docker.docker("rm", "-f", name, check=False)
+    logged = [line for line in docker.docker("logs", "--since", "2m", stack.container_id("web")).stdout.splitlines()
+              if probe in line]
+    assert logged, "web's nginx logged no request of the probe"
+    return logged[-1].split()[0]
+
+
+def test_plain_http_mode_believes_forwarded_headers_from_trusted_proxies_alone(stack):
+    # The host's connections to a published port reach the edge from the public network's gateway.
+    gateway = docker.inspect(f"{TEST_STACK.project}_public")[0]["IPAM"]["Config"][0]["Gateway"]
+    assert _address_web_believed(stack, gateway) == CLAIMED_CLIENT
+    assert _address_web_believed(stack, "192.0.2.1") == gateway, "an untrusted peer's X-Forwarded-For reached web"

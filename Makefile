@@ -4,7 +4,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 STACKCTL := python3 -m stackctl
 
-.PHONY: help up down clean logs ps images env lint test unit dev backup restore bench measure
+.PHONY: help up down clean logs ps images env lint test unit dev backup restore bench measure swarm-up swarm-down
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -50,6 +50,12 @@ restore: ## load a dump into the running stack: make restore FILE=backups/...
 
 bench: ## fan-out benchmark: ours against the Tethys docs' reference setup
 	@$(STACKCTL) bench
+
+swarm-up: ## deploy (or update) the stack on Docker Swarm, WEB_REPLICAS web tasks (docs/swarm.md)
+	@$(STACKCTL) swarm up
+
+swarm-down: ## remove the Swarm stack (volumes kept; leaves the swarm if swarm-up made it)
+	@$(STACKCTL) swarm down
 
 measure: ## first start, restart and stop times of the web service
 	@$(STACKCTL) measure

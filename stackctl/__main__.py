@@ -23,6 +23,7 @@ DELEGATED = {
     "measure": "first start, restart and stop times of web",
     "dev": "run the portal with the app locally, without Docker",
     "test": "every test suite (one pytest run); arguments go to pytest",
+    "swarm": "the stack on Docker Swarm: swarm up | down | clean (WEB_REPLICAS web tasks)",
 }
 
 

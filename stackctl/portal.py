@@ -26,6 +26,8 @@ WS_PATH = APP_PATH + "dams/notifications/ws/"
 CATCHUP_PATH = APP_PATH + "dams/since/"
 HYDROGRAPH_ASSIGN_PATH = APP_PATH + "hydrographs/assign/"
 WORKER_HEADER = "X-Asgi-Worker"
+# The web container (its host name) that answered: several of them under Swarm.
+REPLICA_HEADER = "X-Web-Replica"
 REQUEST_TIMEOUT = 15.0
 
 

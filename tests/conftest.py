@@ -30,7 +30,7 @@ from stackctl.settings import BUILD_DIR, TEST_ASGI_PROCESSES, TEST_STACK
 from tests.stack import TestStack
 
 TESTS = Path(__file__).resolve().parent
-SUITES = ("static", "unit", "infra", "e2e", "browser", "faults", "backup")
+SUITES = ("static", "unit", "infra", "e2e", "browser", "faults", "backup", "swarm")
 STACK_SUITES = {"infra", "e2e", "browser", "faults", "backup"}
 ALLOWED_SKIP = re.compile(r"geoserver", re.IGNORECASE)
 RESULTS = BUILD_DIR / "test-results"

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from stackctl.portal import WORKER_HEADER, Portal
+from stackctl.portal import REPLICA_HEADER, WORKER_HEADER, Portal
 
 
 def dam_from_event(event: Any) -> dict | None:
@@ -56,8 +56,9 @@ class NotificationClient:
     with exponential backoff (1 s doubling to 30 s, half of it jitter), and on EVERY open asks the
     catch-up endpoint for the dams after the last id it saw, so no dam is missed.
 
-    `connections` counts successful handshakes (1 = never dropped); `workers` lists the
-    X-Asgi-Worker of each of them; `closes` the close codes the server sent.
+    `connections` counts successful handshakes (1 = never dropped); `workers` and `replicas`
+    list the X-Asgi-Worker and X-Web-Replica of each of them; `closes` the close codes the
+    server sent.
     """
 
     portal: Portal
@@ -68,6 +69,7 @@ class NotificationClient:
     seen: dict[int, Seen] = field(default_factory=dict)
     connections: int = 0
     workers: list[str] = field(default_factory=list)
+    replicas: list[str] = field(default_factory=list)
     closes: list[int | None] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
@@ -150,6 +152,7 @@ class NotificationClient:
                     self._attempts = 0
                     self.connections += 1
                     self.workers.append(ws.response.headers.get(WORKER_HEADER, "?"))
+                    self.replicas.append(ws.response.headers.get(REPLICA_HEADER, "?"))
                     self._connected.set()
                     catch_up = asyncio.create_task(self._catch_up(ws))
                     try:

@@ -17,6 +17,11 @@ build/bench/<config>/. On ours, a second fanout.py run then goes through the edg
 build/bench/ours-edge/: the edge's cost is the difference between the two, on one stack and
 one image. Finally tests/bench/report.py prints the ratios, the edge's cost and the targets,
 and writes docs/benchmarks.md and its plot.
+  swarm (BENCH_CONFIGS="ours swarm"): ours deployed by `stackctl swarm up` with 2 web tasks on
+        a single-node swarm (project dam-inventory-bench-swarm, 127.0.0.1:18092 and :18192),
+        measured through the edge (build/bench/swarm-edge/), beside ours through the edge: on
+        one machine replicas add no CPU, so what it shows is that the design scales out
+        without a cliff.
 
 Knobs (env): BENCH_CLIENTS (100,1000,5000), BENCH_DAMS (20), BENCH_RATE (2 dams/s),
 BENCH_BURST_CLIENTS (100), BENCH_BURST_RATE (50), BENCH_BURST_SECONDS (30),
@@ -38,7 +43,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from stackctl import docker, hosttools, images
+from stackctl import docker, hosttools, images, swarm
 from stackctl.compose import Compose
 from stackctl.console import StackError, say
 from stackctl.envfiles import EnvWriter, read_env_file, set_value, stack_value, write_env_files
@@ -49,8 +54,11 @@ from stackctl.settings import BUILD_DIR, ENV_EXAMPLES_DIR, ROOT, Stack
 OUT = BUILD_DIR / "bench"
 # Published by each bench stack's edge: HTTPS, and HTTP (the redirect). Only their own, so the
 # two stacks, the dev and the test stack never collide.
-PORTS = {"ours": 18090, "ref": 18091}
-HTTP_PORTS = {"ours": 18190, "ref": 18191}
+PORTS = {"ours": 18090, "ref": 18091, "swarm": 18092}
+HTTP_PORTS = {"ours": 18190, "ref": 18191, "swarm": 18192}
+# The swarm config: ours deployed by `stackctl swarm up` with this many web tasks, measured
+# through the edge, which spreads the sockets over every task (docs/swarm.md).
+SWARM_REPLICAS = 2
 RESTART_TIMEOUT = 180
 BUSY_LOAD = 1.5
 # Where the load-generator container finds the checkout's benchmark code and stackctl.
@@ -100,7 +108,7 @@ def knob(name: str, default: str) -> str:
 
 def bench_stack(cfg: str) -> Stack:
     if cfg not in PORTS:
-        raise StackError(f"unknown config {cfg} (ours or ref)")
+        raise StackError(f"unknown config {cfg} (ours, ref or swarm)")
     return Stack(project=f"dam-inventory-bench-{cfg}", env_dir=OUT / cfg / "env", port=PORTS[cfg],
                  http_port=HTTP_PORTS[cfg])
 
@@ -109,6 +117,8 @@ def routes(cfg: str) -> list[Route]:
     """Straight to web for every config; ours also through the edge (BENCH_EDGE, on by default),
     on the same stack, to show what the extra hop and TLS cost. The reference setup of the
     Tethys docs has no edge of its own, so ref is measured straight to web only."""
+    if cfg == "swarm":
+        return [Route(cfg + EDGE_SUFFIX, EDGE_URL, tls=True)]
     out = [Route(cfg, WEB_URL)]
     if cfg == "ours" and knob("BENCH_EDGE", "1") != "0":
         out.append(Route(cfg + EDGE_SUFFIX, EDGE_URL, tls=True))
@@ -144,9 +154,16 @@ def write_env(cfg: str) -> None:
     say(f"{cfg}: ASGI_PROCESSES={asgi}, env in {stack.env_dir_ref}")
 
 
+# Whether the swarm config made this engine's swarm (then it leaves it again).
+_swarm_made_here = False
+
+
 def remove_stack(cfg: str) -> None:
     stack = bench_stack(cfg)
     if not stack.env_file("web").is_file():
+        return
+    if cfg == "swarm":
+        swarm.down(stack, volumes=True, leave=_swarm_made_here)
         return
     say(f"{cfg}: removing the bench stack and its volumes")
     Compose(stack)("down", "-v", "--remove-orphans", check=False)
@@ -170,6 +187,23 @@ def output_to(path: Path):
             os.dup2(saved[1], 2)
             os.close(saved[0])
             os.close(saved[1])
+
+
+def start_swarm(cfg: str) -> Stack:
+    """The swarm config on fresh volumes: `stackctl swarm up` with SWARM_REPLICAS web tasks,
+    timed to every task healthy (startup.json)."""
+    global _swarm_made_here
+    remove_stack(cfg)
+    write_env(cfg)
+    stack = bench_stack(cfg)
+    _swarm_made_here = swarm.swarm_state()[0] == "inactive"
+    say(f"{cfg}: swarm up, {SWARM_REPLICAS} web tasks, fresh volumes")
+    t0 = time.monotonic()
+    swarm.up(stack, replicas=SWARM_REPLICAS)
+    first = time.monotonic() - t0
+    say(f"{cfg}: first start to healthy {first:.1f}s")
+    (OUT / cfg / "startup.json").write_text(f'{{"first_start_s": {first:.1f}}}\n')
+    return stack
 
 
 def start_and_time(cfg: str) -> Compose:
@@ -216,15 +250,14 @@ def ca_mount(cfg: str, stack: Stack) -> list[str]:
     return ["-v", f"{ca}:{CONTAINER_CA}:ro"]
 
 
-def run_fanout(cfg: str, compose: Compose, clients: str, web_image: str, route: Route) -> None:
+def run_fanout(cfg: str, stack: Stack, web: str, clients: str, web_image: str, route: Route) -> None:
     """The load generator: tests/bench/fanout.py in a container of the web image (its Python has
     requests; the WebSocket client is tests/bench/rawws.py, stdlib only), on the stack's `front`
     network (where the edge and web are) and in the web container's pid namespace (to read the
     workers' memory). No docker-proxy in the path, and the load stays between the stack's own
     containers. web's nginx believes forwarded headers from all of `front`: the generator sends
-    none, so straight to web it is a plain-HTTP client and through the edge the edge's."""
-    stack = compose.stack
-    web = compose.container_id("web")
+    none, so straight to web it is a plain-HTTP client and through the edge the edge's. WEB: the
+    web container whose workers' memory is read (under Swarm, one of the tasks)."""
     if not web or docker.container_state(web) not in ("healthy", "running"):
         raise StackError(f"{cfg}: no running web container")
     (OUT / route.label).mkdir(parents=True, exist_ok=True)
@@ -297,11 +330,16 @@ def main(argv: list[str]) -> int:
             (OUT / cfg).mkdir(parents=True, exist_ok=True)
             # An earlier run's results through the edge must not be reported beside this run's.
             (OUT / (cfg + EDGE_SUFFIX) / "fanout.json").unlink(missing_ok=True)
-            compose = start_and_time(cfg)
+            if cfg == "swarm":
+                stack = start_swarm(cfg)
+                web = swarm.task_containers(stack, "web")[0]
+            else:
+                compose = start_and_time(cfg)
+                stack, web = compose.stack, compose.container_id("web")
             for i, route in enumerate(routes(cfg)):
                 if i:
                     time.sleep(BETWEEN_RUNS_S)
-                run_fanout(cfg, compose, clients, web_image, route)
+                run_fanout(cfg, stack, web, clients, web_image, route)
             if not keep:
                 remove_stack(cfg)
     except BaseException:

@@ -70,6 +70,8 @@ class NotificationClient:
     connections: int = 0
     workers: list[str] = field(default_factory=list)
     replicas: list[str] = field(default_factory=list)
+    # seconds from each drop to the next open: how long the client was without live updates
+    offline: list[float] = field(default_factory=list)
     closes: list[int | None] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
@@ -80,6 +82,7 @@ class NotificationClient:
         self._ws = None
         self._stop = False
         self._attempts = 0
+        self._dropped_at: float | None = None
 
     @property
     def worker(self) -> str | None:
@@ -153,6 +156,9 @@ class NotificationClient:
                     self.connections += 1
                     self.workers.append(ws.response.headers.get(WORKER_HEADER, "?"))
                     self.replicas.append(ws.response.headers.get(REPLICA_HEADER, "?"))
+                    if self._dropped_at is not None:
+                        self.offline.append(time.monotonic() - self._dropped_at)
+                        self._dropped_at = None
                     self._connected.set()
                     catch_up = asyncio.create_task(self._catch_up(ws))
                     try:
@@ -176,6 +182,8 @@ class NotificationClient:
                 self.errors.append(f"{type(exc).__name__}: {exc}"[:200])
             finally:
                 self._ws = None
+                if self._dropped_at is None and self.connections:
+                    self._dropped_at = time.monotonic()
             if self._stop:
                 return
             if self.closes and self.closes[-1] == 4401:  # logged out: the JS client stops too

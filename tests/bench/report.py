@@ -5,7 +5,8 @@ verdict on each target, docs/benchmarks.md and docs/benchmarks-latency.png.
 
 Results: <dir>/ours/ and <dir>/ref/ (straight to web), and, when the run went through the edge
 too (BENCH_EDGE), <dir>/ours-edge/: the ours stack again, through the edge (TLS), shown beside
-ours so the extra hop's cost is read off one stack and one image.
+ours so the extra hop's cost is read off one stack and one image; and with the swarm config,
+<dir>/swarm-edge/: 2 web tasks behind the edge, judged against ours-edge (one web).
 
 Only measured numbers are written; a missing measurement is shown as "n/a", never guessed.
 """
@@ -39,6 +40,11 @@ EDGE_TARGETS = [
 # Where bench.py puts the results through the edge, and their name in the table and plot.
 EDGE_DIR = "ours-edge"
 EDGE_NAME = "ours via edge (TLS)"
+# The swarm config (bench.py): 2 web tasks behind the same edge, against one web (EDGE_DIR).
+SWARM_DIR = "swarm-edge"
+SWARM_NAME = "swarm, 2 web tasks, via edge"
+# Replicas on one machine add no CPU: the target is no cliff, not a speed-up.
+SWARM_P99_FACTOR = 1.5
 
 
 def load(path: Path):
@@ -84,6 +90,22 @@ def fanout_verdicts(results, targets) -> list[tuple[str, str, str]]:
     return rows
 
 
+def swarm_verdicts(edge, swarm) -> list[tuple[str, str, str]]:
+    """Per client count measured both ways: the same delivery, p99 within SWARM_P99_FACTOR."""
+    rows = []
+    one, two = by_clients(edge), by_clients(swarm)
+    for n in sorted(set(one) & set(two)):
+        a, b = one[n], two[n]
+        ok = b["delivery_ratio"] >= a["delivery_ratio"] and (b["p99_ms"] or 1e9) <= SWARM_P99_FACTOR * (a["p99_ms"] or 0)
+        rows.append((f"{n:,} clients over 2 web tasks: same delivery, p99 within {SWARM_P99_FACTOR}x of one web",
+                     "met" if ok else "MISSED",
+                     f"delivery {b['delivery_ratio']:.4%} vs {a['delivery_ratio']:.4%}, "
+                     f"p99 {fmt(b['p99_ms'], ' ms')} vs {fmt(a['p99_ms'], ' ms')}"))
+    if not rows:
+        rows.append(("2 web tasks against one", "NOT MEASURED", "run BENCH_CONFIGS='ours swarm'"))
+    return rows
+
+
 def verdicts(ours, edge=None) -> list[tuple[str, str, str]]:
     """Every target's row; the edge's only when the run went through the edge (EDGE_DIR)."""
     rows = fanout_verdicts(ours, TARGETS)
@@ -100,11 +122,11 @@ def verdicts(ours, edge=None) -> list[tuple[str, str, str]]:
     return rows
 
 
-def table(ours, ref, edge=None) -> str:
+def table(ours, ref, edge=None, swarm=None) -> str:
     out = ["| clients | config | connected | delivery | p50 ms | p99 ms | max ms | daphne KiB/conn | "
            "nginx KiB/conn | workers |",
            "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|"]
-    configs = (("ours", ours), (EDGE_NAME, edge), ("ref", ref))
+    configs = (("ours", ours), (EDGE_NAME, edge), (SWARM_NAME, swarm), ("ref", ref))
     fans = [(name, by_clients(res)) for name, res in configs]
     for n in sorted(set().union(*(fan for _, fan in fans))):
         for name, fan in fans:
@@ -215,9 +237,10 @@ def main(out_dir: str) -> int:
     out = Path(out_dir)
     ours, ref = load(out / "ours" / "fanout.json"), load(out / "ref" / "fanout.json")
     edge = load(out / EDGE_DIR / "fanout.json")
+    swarm = load(out / SWARM_DIR / "fanout.json")
     st_ours, st_ref = load(out / "ours" / "startup.json"), load(out / "ref" / "startup.json")
     image = load(out / "image.json")
-    verdict_rows = verdicts(ours, edge)
+    verdict_rows = verdicts(ours, edge) + (swarm_verdicts(edge, swarm) if swarm is not None else [])
 
     text = [
         f"Measured {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC on {platform.node()} "
@@ -225,7 +248,7 @@ def main(out_dir: str) -> int:
         "",
         "### Fan-out",
         "",
-        table(ours, ref, edge),
+        table(ours, ref, edge, swarm),
         "",
         "### Ours against the reference",
         "",

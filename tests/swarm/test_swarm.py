@@ -156,7 +156,8 @@ class SteadyTraffic:
 
 def run_under_load(portal, n_clients: int, action):
     """Opens N_CLIENTS notification clients, runs ACTION (blocking) with steady traffic, then
-    checks every client holds every dam added meanwhile. Returns (traffic, clients' reconnects)."""
+    checks every client holds every dam added meanwhile. Returns (traffic, the clients missing
+    dams, their reconnects, the longest time one was without a socket)."""
     async def scenario():
         clients = await open_clients(portal, n_clients)
         try:
@@ -166,7 +167,8 @@ def run_under_load(portal, n_clients: int, action):
             dam_ids = await asyncio.to_thread(traffic.dam_ids)
             held = await asyncio.gather(*(c.wait_for(dam_ids, CATCH_UP_TIMEOUT) for c in clients))
             missing = {c.label: sorted(set(dam_ids) - c.seen.keys()) for c, ok in zip(clients, held) if not ok}
-            return traffic, missing, sum(c.connections - 1 for c in clients)
+            offline = max((gap for c in clients for gap in c.offline), default=0.0)
+            return traffic, missing, sum(c.connections - 1 for c in clients), offline
         finally:
             await stop_all(clients)
 
@@ -181,7 +183,7 @@ def test_a_killed_web_task_is_replaced_and_its_clients_catch_up(swarm_stack, swa
         wait_until(lambda: swarm.converged(swarm_stack, "web", REPLICAS) is None and
                    victim not in swarm.task_containers(swarm_stack, "web"), 180, what="web healed")
 
-    traffic, missing, reconnects = run_under_load(swarm_portal, 20, kill_and_heal)
+    traffic, missing, reconnects, _ = run_under_load(swarm_portal, 20, kill_and_heal)
     assert traffic.names, f"no dam was added during the kill: {traffic.errors}"
     assert not missing, f"clients missing dams after the task was killed: {missing}"
     assert reconnects > 0, "no client was on the killed task: the test proved nothing"
@@ -197,11 +199,12 @@ def test_rolling_update_under_load_loses_nothing(swarm_stack, swarm_portal):
         wait_until(lambda: update_state(swarm_stack) in ("completed", "rollback_completed", "paused"), UPDATE_TIMEOUT,
                    what="the rolling update's end")
 
-    traffic, missing, reconnects = run_under_load(swarm_portal, 100, update)
+    traffic, missing, reconnects, offline = run_under_load(swarm_portal, 100, update)
     took = time.monotonic() - started
     after = {t["ID"] for t in swarm.tasks(swarm_stack, "web") if t["DesiredState"] == "Running"}
     print(f"rolling update of {REPLICAS} web tasks under 100 clients: {took:.0f}s; pages {dict(traffic.pages)}, "
-          f"adds {dict(traffic.adds)} ({len(traffic.retried)} sent again after a 502), {reconnects} reconnects")
+          f"adds {dict(traffic.adds)} ({len(traffic.retried)} sent again after a 502), {reconnects} reconnects, "
+          f"longest without a socket {offline:.1f}s")
     assert not before & after, "the update replaced no task"
     assert update_state(swarm_stack) == "completed"
     bad = {f"{kind} {status}": n for kind, statuses in (("page", traffic.pages), ("add", traffic.adds))

@@ -38,7 +38,7 @@ COPY images/web/web-constraints.txt /tmp/web-constraints.txt
 RUN python3 -m venv /opt/tethys-venv \
  && /opt/tethys-venv/bin/pip install --no-cache-dir --no-index --find-links /wheels/web \
       -r /tmp/web.txt -c /tmp/web-constraints.txt \
- && /opt/tethys-venv/bin/pip uninstall --yes --quiet pip \
+ && /opt/tethys-venv/bin/pip uninstall --yes --quiet setuptools pip \
  && for venv in /opt/salt /opt/tethys-venv; do \
       site="$venv/lib/python3.11/site-packages"; \
       if [ -d "$site/twisted" ]; then find "$site/twisted" -type d -name test -prune -exec rm -rf {} +; fi; \
@@ -46,7 +46,8 @@ RUN python3 -m venv /opt/tethys-venv \
              "$site/cherrypy/test" "$site/guardian/testapp"; \
     done
 # Size (the image must stay under 600 MB): the test suites these libraries ship (~35 MB;
-# twisted alone 20) are never imported at run time. Named one by one: a blanket `-name test`
+# twisted alone 20) are never imported at run time, nor is setuptools (8 MB, from the venv's
+# creation; only build-time hooks of cffi and incremental mention it). Named one by one: a blanket `-name test`
 # would also delete modules that are code, such as django/test.
 
 # ---------------------------------------------------------------------------------------------
@@ -60,6 +61,38 @@ RUN python3 -m venv /opt/build \
  && /opt/build/bin/pip wheel --no-cache-dir --no-deps --no-index \
       --find-links /wheels/build --wheel-dir /dist /src/app \
  && /opt/build/bin/pip install --no-cache-dir --no-deps --no-index --target /app-site /dist/*.whl
+
+# ---------------------------------------------------------------------------------------------
+# Front-end assets (Bootstrap, icons, jQuery, Select2, OpenLayers, Open Sans, the offline base
+# map) unpacked from the pinned, hash-checked packages of images/web/frontend/requirements.txt
+# into the tree Tethys serves when STATICFILES_USE_NPM is on. Nothing is installed.
+FROM venvs AS frontend
+COPY build/wheels/frontend/ /wheels/frontend/
+COPY images/web/frontend/ /src/frontend/
+RUN python3 /src/frontend/vendor.py assemble /wheels/frontend /node_modules
+
+# ---------------------------------------------------------------------------------------------
+# Static files, collected at build time into the image (not the persist volume), so a new
+# image never serves an older image's assets. Tethys finds an app's static files only once the
+# app loaded, which needs a migrated database: a throwaway SQLite one. No secret is involved:
+# the key Django generates for these commands dies with this stage. Collected through Tethys'
+# own STATICFILES_USE_NPM switch, so the vendored tree is found exactly where Tethys looks
+# (tethys_portal/static/node_modules; --ignore keeps that folder from being collected twice).
+# Tethys' stylesheet then gets the local Open Sans instead of Google's font URLs.
+FROM venvs AS static
+ARG SITE=/opt/tethys-venv/lib/python3.11/site-packages
+ENV STATIC_ROOT=/usr/share/tethys/static
+COPY --from=app /app-site/ ${SITE}/
+COPY --from=frontend /node_modules/ ${SITE}/tethys_portal/static/node_modules/
+COPY images/web/frontend/vendor.py /usr/local/bin/vendor-frontend
+RUN mkdir -p /tmp/collect \
+ && printf 'settings:\n  TETHYS_PORTAL_CONFIG:\n    STATIC_ROOT: %s\n    STATICFILES_USE_NPM: true\n' "$STATIC_ROOT" \
+      > /tmp/collect/portal_config.yml \
+ && export TETHYS_HOME=/tmp/collect DJANGO_SETTINGS_MODULE=tethys_portal.settings \
+ && /opt/tethys-venv/bin/python -m django migrate --noinput -v 0 >/dev/null 2>&1 \
+ && /opt/tethys-venv/bin/python -m django collectstatic --noinput -v 0 --ignore node_modules \
+ && test -d "$STATIC_ROOT/dam_inventory" && test -f "$STATIC_ROOT/openlayers-dist/ol.js" \
+ && python3 /usr/local/bin/vendor-frontend local-fonts "$STATIC_ROOT/tethys_portal/css/tethys_main.min.css" ../../open-sans
 
 # ---------------------------------------------------------------------------------------------
 FROM ${BASE_IMAGE} AS runtime
@@ -110,19 +143,12 @@ CMD ["start"]
 COPY --from=venvs /opt/salt/ /opt/salt/
 COPY --from=venvs /opt/tethys-venv/ /opt/tethys-venv/
 
+# The vendored front-end tree stays where Tethys' STATICFILES_USE_NPM switch looks for it;
+# nginx serves the collected copy.
+COPY --from=frontend /node_modules/ /opt/tethys-venv/lib/python3.11/site-packages/tethys_portal/static/node_modules/
 # The app last: a change under app/ rebuilds only the layers from here on.
 COPY --from=app /app-site/ /opt/tethys-venv/lib/python3.11/site-packages/
-# Static files are collected at build time into the image (not the persist volume), so a new
-# image never serves an older image's assets. Tethys finds an app's static files only once the
-# app loaded, which needs a migrated database: a throwaway SQLite one, deleted in the same
-# layer. No secret is involved: the key Django generates for these commands dies with them.
-RUN mkdir -p /tmp/collect \
- && printf 'settings:\n  TETHYS_PORTAL_CONFIG:\n    STATIC_ROOT: %s\n' "$STATIC_ROOT" > /tmp/collect/portal_config.yml \
- && export TETHYS_HOME=/tmp/collect \
- && /opt/tethys-venv/bin/python -m django migrate --noinput -v 0 >/dev/null 2>&1 \
- && /opt/tethys-venv/bin/python -m django collectstatic --noinput -v 0 \
- && test -d "$STATIC_ROOT/dam_inventory" \
- && rm -rf /tmp/collect
+COPY --from=static /usr/share/tethys/static/ /usr/share/tethys/static/
 
 COPY salt/ /srv/salt/
 COPY images/web/ /opt/tethys-web/

@@ -319,7 +319,8 @@ def _pip(*args) -> None:
 
 
 def fill_wheelhouse() -> None:
-    """build/wheels/{web,salt,build}: the portal's, Salt's and the app build backend's wheels."""
+    """build/wheels/{web,salt,frontend,build}: the portal's, Salt's, the front-end assets' and the
+    app build backend's packages."""
     python = versions()["WEB_PYTHON_VERSION"]
     if ".".join(map(str, sys.version_info[:2])) != ".".join(python.split(".")[:2]):
         raise StackError(f"Salt's wheels are built here for the image's Python {python}: run stackctl with that "
@@ -341,6 +342,9 @@ def fill_wheelhouse() -> None:
         # salt is published as an sdist only: built here, on a Debian 12 host like the image.
         say("building Salt and its dependencies as wheels (about 3 minutes the first time)")
         _pip("wheel", "-r", salt_reqs, "-w", WHEELS_DIR / "salt")
+    say("front-end assets (pinned, hash-checked) -> build/wheels/frontend")
+    _pip("download", "--no-deps", "--only-binary=:all:", "--require-hashes",
+         "-r", web_dir / "frontend" / "requirements.txt", "-d", WHEELS_DIR / "frontend")
     backend = tomllib.loads((ROOT / "app" / "pyproject.toml").read_text())["build-system"]["requires"]
     say(f"app build backend ({' '.join(backend)}) -> build/wheels/build")
     _pip("download", "--only-binary=:all:", *backend, "-d", WHEELS_DIR / "build")

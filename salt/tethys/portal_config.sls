@@ -7,6 +7,9 @@ include:
 {%- if not tethys.secret_key %}
 {{ raise('SECRET_KEY is empty: set SECRET_KEY or SECRET_KEY_FILE (python -m stackctl env writes one)') }}
 {%- endif %}
+{%- if tethys.frontend_assets not in ['self-hosted', 'cdn'] %}
+{{ raise('FRONTEND_ASSETS must be self-hosted or cdn, got: ' ~ tethys.frontend_assets) }}
+{%- endif %}
 
 tethys-portal-config-file:
   file.managed:

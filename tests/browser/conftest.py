@@ -30,26 +30,35 @@ def browser():
         yield b
 
 
-def _same_host_only(route):
-    # Only the stack on 127.0.0.1 is reachable from a CI machine: CDN requests (Bootstrap,
-    # OpenLayers...) are cut at once rather than left to time out, so the run is the same
-    # with or without internet, and no load leaves this machine.
-    if route.request.url.startswith(BASE_URL):
-        route.continue_()
-    else:
-        route.abort()
+def _same_host_only(outside: list):
+    """A route handler: requests to the stack go on; any other is aborted at once and its URL
+    recorded in OUTSIDE. Only the stack on 127.0.0.1 is reachable from a CI machine, so the
+    run is the same with or without internet, no load leaves this machine, and a page that
+    depends on a CDN shows it (tests/browser/test_offline_front_end.py counts them)."""
+
+    def route(route):
+        if route.request.url.startswith(BASE_URL):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    return route
 
 
 @pytest.fixture
 def new_page(browser, request):
-    """new_page(label) -> a page in its own browser context (its own cookies: one user each)."""
+    """new_page(label) -> a page in its own browser context (its own cookies: one user each);
+    page.outside_requests lists the URLs it tried outside the stack."""
     contexts = []
 
     def make(label):
         ctx = browser.new_context(viewport={"width": 1280, "height": 900})
-        ctx.route("**/*", _same_host_only)
+        outside: list[str] = []
+        ctx.route("**/*", _same_host_only(outside))
         ctx.set_default_timeout(15_000)
         page = ctx.new_page()
+        page.outside_requests = outside
         contexts.append((label, ctx, page))
         return page
 

@@ -1,12 +1,10 @@
 """Two users in two browser contexts: one adds a dam through the Add Dam form, the other, with
-the home page open, sees the notification and the new dam without reloading.
+the home page open, sees the notification and the new dam in the dam table without reloading.
 
-Offline, honestly: the home map is OpenLayers from a CDN, which no CI machine of this kind can
-reach (and _same_host_only cuts it), so the map cannot render. The app's JS client then adds the
-new dam to the page's dam table instead of the map: the table row is what this test checks.
-For the same reason the Add Dam page's map cannot take a drawn point; the user types the
-coordinates into the form's longitude/latitude fields, which the app offers for exactly this.
-Timeouts below are upper bounds for a slow CI machine, not speed assertions."""
+The adder types the coordinates into the longitude/latitude fields (the keyboard and
+accessibility path of the form); placing the point by a click on the map, and the live
+marker on the other user's map, are test_offline_front_end.py's. Timeouts below are upper
+bounds for a slow CI machine, not speed assertions."""
 
 from playwright.sync_api import expect
 

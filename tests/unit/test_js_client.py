@@ -1,6 +1,6 @@
 """The browser client's logic (public/js/dam_inventory.js) in Debian's chromium, against the
 real markup rendered by the app's templates. The network is replaced by in-page fakes
-(WebSocket, fetch, and OpenLayers + the Tethys map API): this is about the client's own logic
+(WebSocket, fetch, and the app's map API): this is about the client's own logic
 (URL choice, catch-up, backoff, 4401, live table/map updates), not about the server, which the
 e2e and browser suites cover.
 """
@@ -37,23 +37,16 @@ const realSetTimeout = window.setTimeout.bind(window);
 window.setTimeout = function (fn, delay) { window.__delays.push(delay); return realSetTimeout(fn, 0); };
 """
 
-FAKE_OL = r"""
+# The map API of public/js/dam_map.js (window.damInventoryMap), faked: the real OpenLayers
+# map is the browser suite's business (tests/browser/test_map.py).
+FAKE_MAP = r"""
 window.__features = {};
-window.ol = {
-  Feature: class { constructor(o) { this.geometry = o.geometry; this.props = {}; }
-                   setId(id) { this.id = id; } set(k, v) { this.props[k] = v; } get(k) { return this.props[k]; } },
-  geom: {Point: class { constructor(c) { this.coords = c; } }},
-  source: {Vector: class {
-    addFeature(f) { window.__features[f.id] = f.geometry.coords; }
-    getFeatureById(id) { return id in window.__features ? {id: id} : null; }
-    removeFeature(f) { delete window.__features[f.id]; } }},
-  layer: {Vector: class { constructor(o) {} }},
-  style: {Style: class { constructor(o) {} }, Circle: class { constructor(o) {} },
-          Fill: class { constructor(o) {} }, Stroke: class { constructor(o) {} }},
-  proj: {fromLonLat: (c, p) => [c[0] * 1000, c[1] * 1000, p]},
+window.damInventoryMap = {
+  mode: "browse",
+  addDam(dam) { window.__features[dam.id] = [dam.lon, dam.lat]; },
+  removeDam(id) { delete window.__features[id]; },
+  centreOn() {}, showPopup() {}, closePopup() {}, onSelect() {},
 };
-const fakeMap = {addLayer() {}, on() {}, getView: () => ({getProjection: () => "EPSG:3857", animate() {}})};
-window.TETHYS_MAP_VIEW = {getMap: () => fakeMap};
 """
 
 
@@ -80,17 +73,15 @@ def harness_html():
     table = render_to_string("dam_inventory/_dam_table.html", ctx)
     return (
         "<!doctype html><html><body>" + client +
-        "<!--map-->" + table +
+        table +
         '<script src="/static/dam_inventory/js/dam_inventory.js"></script></body></html>'
     )
 
 
 def open_page(browser, harness_html, origin="http://portal.test:8080", with_map=False):
     page = browser.new_page()
-    page.add_init_script(FAKES + (FAKE_OL if with_map else ""))
+    page.add_init_script(FAKES + (FAKE_MAP if with_map else ""))
     js = JS.read_text()
-    if with_map:  # the home page's map container, which makes the client look for the map
-        harness_html = harness_html.replace("<!--map-->", '<div class="dam-map"></div>')
     page.route(f"{origin}/**", lambda route: route.fulfill(
         status=200,
         content_type="application/javascript" if route.request.url.endswith(".js") else "text/html",
@@ -177,12 +168,12 @@ def test_4401_stops_reconnecting_and_asks_to_log_in(browser, harness_html):
     page.close()
 
 
-def test_map_gets_live_dams_in_the_map_projection_and_loses_deleted_ones(browser, harness_html):
+def test_map_gets_live_dams_and_loses_deleted_ones(browser, harness_html):
     page = open_page(browser, harness_html, with_map=True)
     page.evaluate("window.__sockets[0].open()")
     page.evaluate(f"window.__sockets[0].message({json.dumps({'event': 'dam_added', 'dam': DAM})})")
     page.wait_for_function("4 in window.__features")
-    assert state(page, "window.__features[4]") == [-114700, 36000, "EPSG:3857"]
+    assert state(page, "window.__features[4]") == [-114.7, 36.0]
     page.evaluate("window.__sockets[0].message({event: 'dam_deleted', id: 4, seq: 2})")
     assert state(page, "4 in window.__features") is False
     page.close()

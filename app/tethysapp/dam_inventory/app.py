@@ -25,6 +25,14 @@ class App(TethysAppBase):
                 description="Largest number of dams the inventory accepts (empty: no limit).",
                 required=False,
             ),
+            CustomSetting(
+                name="base_map",
+                type=CustomSetting.TYPE_STRING,
+                description="The map's base layer: offline (served by the portal), osm "
+                "(OpenStreetMap tiles over it), or an XYZ tile URL with {z}, {x} and {y}.",
+                required=False,
+                default="offline",
+            ),
         )
 
     def persistent_store_settings(self):

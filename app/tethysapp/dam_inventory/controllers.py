@@ -13,7 +13,6 @@ from django.http import Http404, JsonResponse
 from sqlalchemy import create_engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import sessionmaker
-from tethys_sdk.gizmos import MapView, MVDraw, MVView
 from tethys_sdk.permissions import has_permission
 from tethys_sdk.routing import controller
 
@@ -81,14 +80,18 @@ def store_session():
         session.close()
 
 
-def _max_dams():
-    """max_dams, read afresh for every add, so an admin's change applies at once. One query on
-    Tethys' own CustomSetting model (its value parsing included): App.get_custom_setting goes
-    through a manager that joins every kind of setting, 12 ms of an add's ~25 ms."""
+def _custom_setting(name):
+    """The app's custom setting NAME, read afresh, so an admin's change applies at once. One
+    query on Tethys' own CustomSetting model (its value parsing included): App.get_custom_setting
+    goes through a manager that joins every kind of setting, 12 ms of an add's ~25 ms."""
     from tethys_apps.models import CustomSetting
 
-    setting = CustomSetting.objects.filter(tethys_app__package=App.package, name="max_dams").first()
-    value = setting.get_value() if setting is not None else None
+    setting = CustomSetting.objects.filter(tethys_app__package=App.package, name=name).first()
+    return setting.get_value() if setting is not None else None
+
+
+def _max_dams():
+    value = _custom_setting("max_dams")
     return value if isinstance(value, int) and value >= 0 else None
 
 
@@ -115,18 +118,20 @@ def _can_delete(request, dam):
     )
 
 
-def _map(draw=None):
-    # The map gizmo loads OpenLayers from a CDN; the pages stay usable without it (dam table,
-    # longitude/latitude fields), the JS client only decorates the map when it is there.
-    return MapView(
-        height="450px",
-        width="100%",
-        basemap=["OpenStreetMap"],
-        view=MVView(projection="EPSG:4326", center=[-98.6, 39.8], zoom=3.5, maxZoom=18, minZoom=2),
-        layers=[],
-        draw=draw,
-        form_id="add-dam-form" if draw else None,
-    )
+BASE_MAP_FILES = {"countries": "dam-inventory-basemap/countries.geojson",
+                  "lakes": "dam-inventory-basemap/lakes.geojson"}
+
+
+def _base_map():
+    """The map's base layers (static files, in the image) and its tiles, from the app's
+    base_map setting; a value that is not valid (an admin's typo) falls back to offline."""
+    setting = _custom_setting("base_map")
+    try:
+        tiles = validation.base_map_tiles(setting or validation.BASE_MAP_OFFLINE)
+    except ValueError as e:
+        log.warning("base_map setting ignored, offline base map used: %s", e)
+        tiles = ""
+    return {**BASE_MAP_FILES, "tiles": tiles}
 
 
 def _unavailable(request, template="unavailable.html"):
@@ -149,7 +154,7 @@ def _client_context(request, session):
         "last_deletion": last_deletion,
         "close_unauthenticated": CLOSE_UNAUTHENTICATED,
         "can_add_dams": has_permission(request, "add_dams"),
-        "dam_map": _map(),
+        "base_map": _base_map(),
     }
 
 
@@ -192,10 +197,7 @@ def _add_form_context(values=None, errors=None, form_error=""):
         "form_error": form_error,
         "owners": validation.OWNERS,
         "today": model.today().isoformat(),
-        "location_map": _map(
-            MVDraw(controls=["Modify", "Delete", "Move", "Point"], initial="Point",
-                   output_format="GeoJSON", point_color="#FF0000")
-        ),
+        "base_map": _base_map(),
     }
 
 

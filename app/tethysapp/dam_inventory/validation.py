@@ -197,3 +197,24 @@ def parse_hydrograph_csv(raw, size=None):
         raise ValidationError("The file has no numeric rows (expected lines of time,flow).")
     points.sort()
     return points
+
+
+# The map's base_map setting: offline (the stack's own base layers), OpenStreetMap's tiles, or
+# an XYZ template. The browser fetches tiles itself, so only http(s) URLs are accepted.
+BASE_MAP_OFFLINE = "offline"
+BASE_MAP_OSM = "osm"
+TILE_PLACEHOLDERS = ("{z}", "{x}", "{y}")
+
+
+def base_map_tiles(setting):
+    """The tiles the map draws over its offline base: "" (none), "osm", or the URL template.
+    ValueError names what is wrong."""
+    value = (setting or "").strip()
+    if value in (BASE_MAP_OFFLINE, BASE_MAP_OSM):
+        return "" if value == BASE_MAP_OFFLINE else value
+    if not value.startswith(("https://", "http://")) or any(c.isspace() or c in "\"'<>" for c in value):
+        raise ValueError(f"base_map must be {BASE_MAP_OFFLINE}, {BASE_MAP_OSM} or an http(s) tile URL, got {value!r}")
+    missing = [p for p in TILE_PLACEHOLDERS if p not in value]
+    if missing:
+        raise ValueError(f"the tile URL {value!r} lacks {', '.join(missing)}")
+    return value

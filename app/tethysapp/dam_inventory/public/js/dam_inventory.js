@@ -1,7 +1,6 @@
 /*
- * Dam inventory live client. Plain DOM only: it must work when the CDN libraries (jQuery,
- * Bootstrap, OpenLayers) do not load. The map is decorated only if OpenLayers and the Tethys
- * map gizmo are present.
+ * Dam inventory live client. Plain DOM only: it must work when jQuery, Bootstrap or
+ * OpenLayers do not load. The map (dam_map.js) is used only when it is there.
  *
  * Every URL comes from data- attributes rendered by the server (#dam-inventory-client).
  * Messages from the socket: {"event": "dam_added", "dam": {...}} and
@@ -35,7 +34,7 @@
     catchupFailures: 0,
     stopped: false
   };
-  var mapState = { map: null, source: null, pending: [] };
+  var mapState = { map: null, pending: [] };
 
   function $(id) { return document.getElementById(id); }
 
@@ -87,68 +86,30 @@
   }
 
   // ---- map (optional) --------------------------------------------------------------------
-  // Dams are lon/lat (EPSG:4326); the Tethys map view is in its own projection (EPSG:3857).
-  function toMap(dam) {
-    return window.ol.proj.fromLonLat([dam.lon, dam.lat], mapState.map.getView().getProjection());
-  }
-
-  function featureFor(dam) {
-    var ol = window.ol;
-    var f = new ol.Feature({ geometry: new ol.geom.Point(toMap(dam)) });
-    f.setId(dam.id);
-    f.set("dam", dam);
-    return f;
-  }
-
+  // window.damInventoryMap (dam_map.js) draws the dams; without it (OpenLayers did not load)
+  // the table alone shows them.
   function mapAdd(dam) {
-    if (!mapState.source) { mapState.pending.push(dam); return; }
-    if (!mapState.source.getFeatureById(dam.id)) { mapState.source.addFeature(featureFor(dam)); }
+    if (!mapState.map) { mapState.pending.push(dam); return; }
+    mapState.map.addDam(dam);
   }
 
   function mapRemove(id) {
-    if (!mapState.source) { return; }
-    var f = mapState.source.getFeatureById(id);
-    if (f) { mapState.source.removeFeature(f); }
+    if (mapState.map) { mapState.map.removeDam(id); }
   }
 
-  function setupMap(tries) {
-    var api = window.TETHYS_MAP_VIEW;
-    var map = api && typeof api.getMap === "function" ? api.getMap() : null;
-    if (!window.ol || !map) {
-      if (tries < 40 && document.querySelector(".dam-map")) {  // bounded: ~10 s, then give up
-        window.setTimeout(function () { setupMap(tries + 1); }, 250);
-      }
-      return;
-    }
-    var ol = window.ol;
+  function setupMap() {
+    var map = window.damInventoryMap;
+    if (!map || map.mode !== "browse") { return; }
     mapState.map = map;
-    mapState.source = new ol.source.Vector();
-    map.addLayer(new ol.layer.Vector({
-      source: mapState.source,
-      style: new ol.style.Style({
-        image: new ol.style.Circle({
-          radius: 6,
-          fill: new ol.style.Fill({ color: "#244C96" }),
-          stroke: new ol.style.Stroke({ color: "#fff", width: 2 })
-        })
-      })
-    }));
-    map.on("singleclick", function (e) {
-      map.forEachFeatureAtPixel(e.pixel, function (f) {
-        if (f.get("dam")) { showDetails(f.get("dam").id); return true; }
-        return false;
-      });
-    });
+    map.onSelect(function (dam) { showDetails(dam.id); });
     fetchJson(cfg.sinceUrl + "?since=0&deleted_since=0").then(function (data) {
-      data.dams.forEach(mapAdd);
+      data.dams.forEach(function (dam) { if (state.known[dam.id]) { mapAdd(dam); } });
     }).catch(function () { /* the table still lists the dams */ });
     mapState.pending.splice(0).forEach(mapAdd);
   }
 
   function showOnMap(dam) {
-    if (mapState.map) {
-      mapState.map.getView().animate({ center: toMap(dam), zoom: 10 });
-    }
+    if (mapState.map) { mapState.map.centreOn(dam); }
     var tr = document.querySelector('tr[data-dam-id="' + dam.id + '"]');
     if (tr) {
       document.querySelectorAll("tr.dam-highlight").forEach(function (r) { r.classList.remove("dam-highlight"); });
@@ -195,9 +156,15 @@
       $("dam-details-hydrograph-link").href = data.hydrograph_url;
       var del = $("dam-details-delete-link");
       if (data.delete_url) { del.href = data.delete_url; del.hidden = false; } else { del.hidden = true; }
-      panel.hidden = false;
       panel.dataset.damId = String(d.id);
+      if (mapState.map) { mapState.map.showPopup(d, panel); } else { panel.hidden = false; }
     }).catch(function () { panel.hidden = true; });
+  }
+
+  function closeDetails() {
+    var panel = $("dam-details");
+    if (mapState.map) { mapState.map.closePopup(); }
+    if (panel) { panel.hidden = true; }
   }
 
   document.addEventListener("click", function (e) {
@@ -220,6 +187,8 @@
     if (show) { show.addEventListener("click", function () { if (state.lastShown) { showOnMap(state.lastShown); } }); }
     var refresh = $("dam-notification-refresh");
     if (refresh) { refresh.addEventListener("click", function () { window.location.reload(); }); }
+    var closePanel = $("dam-details-close");
+    if (closePanel) { closePanel.addEventListener("click", closeDetails); }
     var close = $("dam-notification-close");
     if (close) { close.addEventListener("click", function () { $("dam-notification").hidden = true; }); }
   }
@@ -326,6 +295,6 @@
 
   window.damInventoryClient = { state: state, catchUp: catchUp, socketUrl: socketUrl };
   wireNotification();
-  setupMap(0);
+  setupMap();
   connect();
 })();

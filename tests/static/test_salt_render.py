@@ -1,7 +1,7 @@
 """Every Salt state of the web image renders, inside the built image (the Salt and Jinja that
 really run) with the working tree's salt/ mounted over the image's, and no network: once with
 the defaults and once with every optional branch on (GeoServer, max_dams, PubSub layer, a quoted
-CHANNEL_LAYERS_CONFIG, a Redis password), so no branch goes unrendered.
+CHANNEL_LAYERS_CONFIG, a Redis password, CDN assets, map tiles), so no branch goes unrendered.
 
 show_sls renders each sls (Jinja + YAML) without applying it; the file templates
 (portal_config.yml, nginx.conf, supervisord.conf) render only when applied, so a test=True apply
@@ -15,6 +15,7 @@ import json
 import subprocess
 
 import pytest
+import yaml
 
 from stackctl.settings import ROOT
 
@@ -33,6 +34,7 @@ PASSES = {
         "CHANNEL_LAYERS_CONFIG": "\"{'hosts':[{'host': 'redis', 'port': 6379}]}\"",
         # a name (resolved at render time), a CIDR; TLS on (secure cookies, HSTS)
         "TRUSTED_PROXIES": "localhost,10.1.0.0/16", "TLS_MODE": "local",
+        "FRONTEND_ASSETS": "cdn", "DAM_INVENTORY_BASE_MAP": "https://tile.example.org/{z}/{x}/{y}.png",
     },
 }
 
@@ -113,3 +115,23 @@ def test_custom_modules_load(web_image):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     synced = json.loads(proc.stdout)["local"]
     assert "states.tethys_portal" in synced["states"] and "modules.tethys_net" in synced["modules"], proc.stdout
+
+
+@pytest.mark.parametrize("assets, use_npm", [("self-hosted", True), ("cdn", False), (None, True)])
+def test_frontend_assets_sets_tethys_static_dependency_switch(web_image, assets, use_npm):
+    proc = salt_call(web_image, {"FRONTEND_ASSETS": assets} if assets else {},
+                     "slsutil.renderer", "salt://tethys/files/portal_config.yml.jinja", "default_renderer=jinja")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rendered = yaml.safe_load(json.loads(proc.stdout)["local"])
+    assert rendered["settings"]["TETHYS_PORTAL_CONFIG"]["STATICFILES_USE_NPM"] is use_npm
+
+
+@pytest.mark.parametrize("variable, value", [
+    ("FRONTEND_ASSETS", "npm"),
+    ("DAM_INVENTORY_BASE_MAP", "satellite"),
+    ("DAM_INVENTORY_BASE_MAP", "https://tile.example.org/{z}/{x}.png"),
+])
+def test_a_bad_front_end_setting_stops_the_start_naming_it(web_image, variable, value):
+    proc = salt_call(web_image, {variable: value}, "state.show_sls", "tethys.portal_config,tethys.app_settings")
+    assert proc.returncode != 0, proc.stdout
+    assert f"{variable} must be" in proc.stdout + proc.stderr, (proc.stdout + proc.stderr)[-2000:]

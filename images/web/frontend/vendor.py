@@ -73,11 +73,20 @@ def fail(message: str) -> None:
     sys.exit(f"vendor.py: {message}")
 
 
+def pinned_digests() -> set[str]:
+    """The sha256 digests requirements.txt pins (pip checked them at download; checked again
+    here, so a wheelhouse carried to an air-gapped builder is held to the same pins)."""
+    return set(re.findall(r"--hash=sha256:([0-9a-f]{64})", (HERE / "requirements.txt").read_text()))
+
+
 def wheel(wheelhouse: Path, prefix: str) -> zipfile.ZipFile:
     found = sorted(wheelhouse.glob(f"{prefix}*.whl"))
     if len(found) != 1:
         fail(f"expected one {prefix}*.whl in {wheelhouse}, found {len(found)}: run `make images`, "
              "which downloads images/web/frontend/requirements.txt")
+    digest = hashlib.sha256(found[0].read_bytes()).hexdigest()
+    if digest not in pinned_digests():
+        fail(f"{found[0].name} (sha256 {digest}) matches no hash pinned in requirements.txt: refusing it")
     return zipfile.ZipFile(found[0])
 
 

@@ -26,6 +26,7 @@
   var DAM_ZOOM = 10;
   var MAX_ZOOM = 18;
   var COORDINATE_DECIMALS = 5;         // about 1 m, as the dam table shows them
+  var POPUP_MARGIN_PX = 20;
   var OSM_TILES = "osm";
   var COLOURS = { land: "#f2efe9", border: "#b4aea4", water: "#aad3df", waterEdge: "#8ab8cc",
                   dam: "#244C96", placed: "#c0392b", halo: "#ffffff" };
@@ -103,12 +104,16 @@
   function showPopup(dam, content) {
     if (!popup) {
       popup = new ol.Overlay({ element: content, positioning: "bottom-center", offset: [0, -10],
-                               autoPan: true, stopEvent: true });
+                               stopEvent: true });
       map.addOverlay(popup);
     }
     popup.set("damId", dam.id);
     content.hidden = false;
     popup.setPosition(toMap(dam.lon, dam.lat));
+    // Once drawn, its full size is known: move the map so the whole popup shows.
+    window.requestAnimationFrame(function () {
+      if (typeof popup.panIntoView === "function") { popup.panIntoView({ margin: POPUP_MARGIN_PX }); }
+    });
   }
 
   function closePopup() {

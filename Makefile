@@ -4,7 +4,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 STACKCTL := python3 -m stackctl
 
-.PHONY: help up down clean logs ps images env lint test unit dev backup restore bench measure swarm-up swarm-down
+.PHONY: help up down clean logs ps images env lint test unit dev backup restore bench measure page-weight swarm-up swarm-down
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -59,3 +59,6 @@ swarm-down: ## remove the Swarm stack (volumes kept; leaves the swarm if swarm-u
 
 measure: ## first start, restart and stop times of the web service
 	@$(STACKCTL) measure
+
+page-weight: ## the app's home page with 1,000 dams in Chromium: bytes, requests, load time (cold, warm)
+	@$(STACKCTL) pageweight

@@ -21,6 +21,7 @@ from stackctl.settings import ROOT, Stack
 DELEGATED = {
     "bench": "fan-out benchmark: ours against the Tethys docs' setup",
     "measure": "first start, restart and stop times of web",
+    "pageweight": "the home page's weight and load time with 1,000 dams, cold and warm cache",
     "dev": "run the portal with the app locally, without Docker",
     "test": "every test suite (one pytest run); arguments go to pytest",
     "swarm": "the stack on Docker Swarm: swarm up | down | clean (WEB_REPLICAS web tasks)",

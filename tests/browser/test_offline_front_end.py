@@ -30,11 +30,18 @@ def dam_paths(dam_id: int) -> list[str]:
             f"{APP_PATH}dams/{dam_id}/hydrograph/", f"{APP_PATH}dams/{dam_id}/delete/"]
 
 
+# A few more dams across the West, so the map (and its screenshot) shows what the app is for.
+NEIGHBOURS = [("Colorado", -114.74, 36.02), ("Columbia", -118.98, 47.96), ("Missouri", -100.4, 44.45),
+              ("Snake", -116.9, 43.25), ("Rio Grande", -107.2, 33.15)]
+
+
 @pytest.fixture(scope="module")
 def a_dam(stack, admin_credentials) -> dict:
     portal = stack.portal().login(*admin_credentials)
     name = unique_name("Offline dam")
     dam_id = portal.add_dam_checked(name, lon=-111.9, lat=40.8, river="Jordan")
+    for river, lon, lat in NEIGHBOURS:
+        portal.add_dam_checked(unique_name(f"{river} dam"), lon=lon, lat=lat, river=river)
     return {"id": dam_id, "name": name}
 
 

@@ -145,6 +145,12 @@ def test_home_map_draws_the_offline_base_and_a_marker_per_dam_and_opens_a_popup(
     expect(popup.locator("#dam-details-date")).not_to_be_empty()
     assert popup.locator("#dam-details-hydrograph-link").get_attribute("href").endswith(
         f"/dams/{a_dam['id']}/hydrograph/")
+    # the map moves so that the whole popup shows
+    page.wait_for_function("""() => {
+        const map = document.getElementById('dam-map').getBoundingClientRect();
+        const box = document.getElementById('dam-details').getBoundingClientRect();
+        return box.top >= map.top && box.bottom <= map.bottom && box.left >= map.left && box.right <= map.right;
+    }""", timeout=5_000)
     page.screenshot(path=str(SCREENS / "popup.png"))
 
 

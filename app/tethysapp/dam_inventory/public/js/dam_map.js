@@ -27,6 +27,7 @@
   var MAX_ZOOM = 18;
   var COORDINATE_DECIMALS = 5;         // about 1 m, as the dam table shows them
   var POPUP_MARGIN_PX = 20;
+  var PAN_MS = 250;
   var OSM_TILES = "osm";
   var COLOURS = { land: "#f2efe9", border: "#b4aea4", water: "#aad3df", waterEdge: "#8ab8cc",
                   dam: "#244C96", placed: "#c0392b", halo: "#ffffff" };
@@ -112,7 +113,7 @@
     popup.setPosition(toMap(dam.lon, dam.lat));
     // Once drawn, its full size is known: move the map so the whole popup shows.
     window.requestAnimationFrame(function () {
-      if (typeof popup.panIntoView === "function") { popup.panIntoView({ margin: POPUP_MARGIN_PX }); }
+      if (typeof popup.panIntoView === "function") { popup.panIntoView({ margin: POPUP_MARGIN_PX, animation: { duration: PAN_MS } }); }
     });
   }
 

@@ -111,15 +111,19 @@ class TestStack:
             "result = cs.value\n"
         )
 
-    def set_max_dams_raw(self, value) -> None:
-        """Stores max_dams directly (None or '' = no limit), as `tethys app_settings set`
-        would, without restarting anything."""
+    def set_app_setting_raw(self, name: str, value) -> None:
+        """Stores the app's custom setting NAME directly, as `tethys app_settings set` would,
+        without restarting anything (web re-applies its env's value at its next start)."""
         self.portal_python(
             "from tethys_apps.models import TethysApp\n"
-            "cs = TethysApp.objects.get(package='dam_inventory').custom_settings.get(name='max_dams')\n"
+            f"cs = TethysApp.objects.get(package='dam_inventory').custom_settings.get(name={name!r})\n"
             f"cs.value = {value!r}\n"
             "cs.save()\n"
         )
+
+    def set_max_dams_raw(self, value) -> None:
+        """max_dams (None or '' = no limit)."""
+        self.set_app_setting_raw("max_dams", value)
 
     # ---- extra containers beside the stack (another edge, an ACME server)
     def start_beside(self, name: str, image: str, *, alias: str, publish: int | None = None,

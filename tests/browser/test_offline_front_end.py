@@ -190,6 +190,11 @@ def test_add_dam_by_a_click_on_the_map_appears_and_goes_live_on_another_map(
     assert placed["lonLat"] == pytest.approx([lon, lat], abs=1e-4)
     viewer.click("#dam-notification-show")  # "Show on map" centres on it and opens its popup
     expect(viewer.locator(".ol-overlay-container #dam-details-name")).to_have_text(name, timeout=10_000)
+    viewer.wait_for_function("""([lon, lat]) => {
+        const view = window.damInventoryMap.map.getView();
+        const [x, y] = window.ol.proj.toLonLat(view.getCenter());
+        return !view.getAnimating() && view.getZoom() >= 10 && Math.abs(x - lon) < 0.5 && Math.abs(y - lat) < 0.5;
+    }""", arg=[lon, lat], timeout=10_000)
 
     # deleted by the adder: the marker goes from the viewer's map
     adder.goto(f"{BASE_URL}{APP_PATH}dams/{placed['id']}/delete/", wait_until="load")
@@ -198,3 +203,18 @@ def test_add_dam_by_a_click_on_the_map_appears_and_goes_live_on_another_map(
     viewer.wait_for_function("(id) => !window.damInventoryMap.dams.getFeatureById(id)", arg=placed["id"],
                              timeout=10_000)
     assert viewer.outside_requests == [] and adder.outside_requests == []
+
+
+def test_base_map_osm_draws_tiles_over_the_offline_base(new_page, stack, admin_credentials, a_dam):
+    stack.set_app_setting_raw("base_map", "osm")
+    try:
+        page = new_page("admin")
+        log_in(page, *admin_credentials)
+        # the browser asks OpenStreetMap for tiles (aborted here: no load leaves this machine)...
+        with page.expect_request(lambda request: "tile.openstreetmap.org" in request.url, timeout=20_000):
+            open_map(page)  # ...and the offline layers load all the same
+        layers = page.evaluate("window.damInventoryMap.map.getLayers().getArray().map(l => l.get('name'))")
+        assert layers == ["countries", "lakes", "tiles", "dams"], layers
+        assert all("tile.openstreetmap.org" in url for url in page.outside_requests), page.outside_requests
+    finally:
+        stack.set_app_setting_raw("base_map", "offline")

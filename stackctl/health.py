@@ -1,5 +1,5 @@
-"""The one wait-until-healthy loop: `make up`, `make restore`, the benchmarks and the tests all
-wait for a stack's services through it. It fails fast, with the service's last log lines, on
+"""The one wait loop (`poll`), and the wait until a stack's services are healthy: `make up`,
+`make restore`, Swarm deployments, the benchmarks and the tests all wait through them. It fails fast, with the service's last log lines, on
 a container that exits, turns unhealthy or keeps crashing at start. A one-shot service (the
 `setup` that runs before web) is done when it has exited with code 0, and failed when it
 exited with any other."""
@@ -29,6 +29,25 @@ def _state(compose: Compose, service: str, one_shot) -> str:
     return state
 
 
+def poll(check, *, timeout: float, quiet: bool = False, on_timeout=None) -> float:
+    """The one wait loop. CHECK() returns None when what is awaited is there, else a line
+    saying where things stand (shown when it changes, and every few seconds); it may raise to
+    stop the wait. Returns the seconds waited; past TIMEOUT, calls ON_TIMEOUT(last line) or
+    raises StackError."""
+    ticker = Ticker()
+    while True:
+        line = check()
+        if line is None:
+            return ticker.elapsed
+        if not quiet:
+            ticker.update(line)
+        if ticker.elapsed > timeout:
+            if on_timeout:
+                on_timeout(line)
+            raise StackError(f"still waiting after {timeout:.0f}s: {line}")
+        time.sleep(POLL_SECONDS)
+
+
 def wait_healthy(compose: Compose, services, timeout: float = 300, *, quiet: bool = False,
                  fail_fast: bool = True, one_shot=()) -> float:
     """Waits until every service's container is healthy, and every ONE_SHOT service's has
@@ -39,11 +58,11 @@ def wait_healthy(compose: Compose, services, timeout: float = 300, *, quiet: boo
     one_shot = set(one_shot)
     ids = {s: compose.container_id(s) for s in services}
     restarts0 = {s: docker.restart_count(cid) for s, cid in ids.items() if cid}
-    ticker = Ticker()
     if not quiet:
         say(f"waiting up to {timeout:.0f}s for {', '.join(services)} to be healthy"
             + (f" ({', '.join(sorted(one_shot))}: exited 0)" if one_shot else ""))
-    while True:
+
+    def check() -> str | None:
         states = {s: _state(compose, s, one_shot) for s in services}
         for service, state in states.items():
             if service in one_shot and state.startswith("exited("):
@@ -55,16 +74,15 @@ def wait_healthy(compose: Compose, services, timeout: float = 300, *, quiet: boo
             cid = ids.get(service) or compose.container_id(service)
             if cid and docker.restart_count(cid) - restarts0.get(service, 0) >= MAX_RESTARTS:
                 _fail(compose, service, f"{service} keeps crashing at start (restarted {MAX_RESTARTS} times)")
-        line = " ".join(f"{s}={state}" for s, state in states.items())
         if all(state == (COMPLETED if s in one_shot else "healthy") for s, state in states.items()):
-            if not quiet:
-                say(f"all healthy after {ticker.elapsed:.0f}s")
-            return ticker.elapsed
-        if not quiet:
-            ticker.update(line)
-        if ticker.elapsed > timeout:
-            _fail(compose, None, f"not healthy after {timeout:.0f}s: {line}")
-        time.sleep(POLL_SECONDS)
+            return None
+        return " ".join(f"{s}={state}" for s, state in states.items())
+
+    elapsed = poll(check, timeout=timeout, quiet=quiet,
+                   on_timeout=lambda line: _fail(compose, None, f"not healthy after {timeout:.0f}s: {line}"))
+    if not quiet:
+        say(f"all healthy after {elapsed:.0f}s")
+    return elapsed
 
 
 def _fail(compose: Compose, service: str | None, reason: str):

@@ -39,7 +39,8 @@ from pathlib import Path
 
 from stackctl import docker, envfiles, images
 from stackctl.compose import Compose
-from stackctl.console import StackError, Ticker, say
+from stackctl.console import StackError, say
+from stackctl.health import poll
 from stackctl.settings import BUILD_DIR, Stack
 
 SWARM_DIR = BUILD_DIR / "swarm"
@@ -221,20 +222,21 @@ def tasks(stack: Stack, service: str) -> list[dict]:
 
 def wait_setup(stack: Stack, setup_run: str) -> None:
     """Waits for this run's setup task to complete; fails with its log when it does not."""
-    ticker = Ticker()
-    deadline = time.monotonic() + SETUP_TIMEOUT
-    while time.monotonic() < deadline:
+
+    def check() -> str | None:
         current = [t for t in tasks(stack, "setup") if t["DesiredState"] in ("Shutdown", "Running", "Complete")]
         state = current[0]["CurrentState"].split()[0] if current else "pending"
-        ticker.update(f"setup: {state}")
         if state == "Complete" and _setup_run_of(current[0]) == setup_run:
-            say(f"setup completed in {ticker.elapsed:.0f}s")
-            return
+            return None
         if state in ("Failed", "Rejected"):
             logs = docker.docker("service", "logs", "--tail", "40", f"{stack.project}_setup", check=False)
             raise StackError(f"setup failed ({current[0]['Error']}):\n{logs.stdout[-3000:]}{logs.stderr[-1000:]}")
-        time.sleep(1)
-    raise StackError(f"setup did not complete within {SETUP_TIMEOUT}s: docker service ps {stack.project}_setup")
+        return f"setup: {state}"
+
+    def timed_out(line: str):
+        raise StackError(f"setup did not complete within {SETUP_TIMEOUT}s ({line}): docker service ps {stack.project}_setup")
+
+    say(f"setup completed in {poll(check, timeout=SETUP_TIMEOUT, on_timeout=timed_out):.0f}s")
 
 
 def _setup_run_of(task: dict) -> str:
@@ -258,18 +260,16 @@ def converged(stack: Stack, service: str, replicas: int) -> str | None:
 
 
 def wait_converged(stack: Stack, wanted: dict[str, int], timeout: float = CONVERGE_TIMEOUT) -> float:
-    ticker = Ticker()
-    deadline = time.monotonic() + timeout
-    while True:
-        states = {s: converged(stack, s, n) for s, n in wanted.items()}
-        waiting = {s: v for s, v in states.items() if v}
-        if not waiting:
-            say(f"every service converged after {ticker.elapsed:.0f}s")
-            return ticker.elapsed
-        ticker.update(" ".join(f"{s}={v}" for s, v in waiting.items()))
-        if time.monotonic() > deadline:
-            raise StackError(f"not converged within {timeout:.0f}s: {waiting} (docker stack ps {stack.project})")
-        time.sleep(1)
+    def check() -> str | None:
+        waiting = {s: v for s, v in ((s, converged(stack, s, n)) for s, n in wanted.items()) if v}
+        return " ".join(f"{s}={v}" for s, v in waiting.items()) if waiting else None
+
+    def timed_out(line: str):
+        raise StackError(f"not converged within {timeout:.0f}s: {line} (docker stack ps {stack.project})")
+
+    elapsed = poll(check, timeout=timeout, on_timeout=timed_out)
+    say(f"every service converged after {elapsed:.0f}s")
+    return elapsed
 
 
 def up(stack: Stack, replicas: int | None = None) -> None:

@@ -41,10 +41,19 @@ ALWAYS_NAMES = ("localhost", "127.0.0.1")
 EC_KEY = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
 
 
-def _openssl(*args) -> str:
+def _openssl_run(*args, check: bool = True):
     if not shutil.which("openssl"):
         raise StackError("the openssl command is missing: apt-get install openssl")
-    return docker.run(["openssl", *args]).stdout
+    return docker.run(["openssl", *args], check=check)
+
+
+def _openssl(*args) -> str:
+    return _openssl_run(*args).stdout
+
+
+def _openssl_says_yes(*args) -> bool:
+    """For openssl's checks (verify, -checkend): their answer is the exit code."""
+    return _openssl_run(*args, check=False).returncode == 0
 
 
 def _san(names) -> str:
@@ -132,10 +141,9 @@ def _still_good(ca_cert: Path, cert: Path, names, crl_location: str) -> str | No
     """Why the server certificate must be issued again, or None."""
     if not cert.exists():
         return "none yet"
-    if docker.run(["openssl", "verify", "-CAfile", ca_cert, cert], check=False).returncode != 0:
+    if not _openssl_says_yes("verify", "-CAfile", ca_cert, cert):
         return "not signed by the current local CA"
-    if docker.run(["openssl", "x509", "-in", cert, "-noout", "-checkend", RENEW_BEFORE_DAYS * 86400],
-                  check=False).returncode != 0:
+    if not _openssl_says_yes("x509", "-in", cert, "-noout", "-checkend", RENEW_BEFORE_DAYS * 86400):
         return f"expires within {RENEW_BEFORE_DAYS} days"
     if certificate_names(cert) != set(names):
         return "the names changed"

@@ -116,9 +116,6 @@ location = /.edge/local-ca.crl {
 CONF
   fi
   cat >>"$RUN_DIR/plain.conf" <<CONF
-location = /.edge/health {
-  return 200 "ok\n";
-}
 location / {
   return 301 https://\$host$port\$request_uri;
 }

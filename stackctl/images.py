@@ -342,12 +342,19 @@ def fill_wheelhouse() -> None:
         # salt is published as an sdist only: built here, on a Debian 12 host like the image.
         say("building Salt and its dependencies as wheels (about 3 minutes the first time)")
         _pip("wheel", "-r", salt_reqs, "-w", WHEELS_DIR / "salt")
-    say("front-end assets (pinned, hash-checked) -> build/wheels/frontend")
-    _pip("download", "--no-deps", "--only-binary=:all:", "--require-hashes",
-         "-r", web_dir / "frontend" / "requirements.txt", "-d", WHEELS_DIR / "frontend")
+    download_frontend()
     backend = tomllib.loads((ROOT / "app" / "pyproject.toml").read_text())["build-system"]["requires"]
     say(f"app build backend ({' '.join(backend)}) -> build/wheels/build")
     _pip("download", "--only-binary=:all:", *backend, "-d", WHEELS_DIR / "build")
+
+
+def download_frontend() -> Path:
+    """build/wheels/frontend: the front-end packages of images/web/frontend/requirements.txt,
+    pinned and hash-checked (pip download; what is there already is not fetched again)."""
+    say("front-end assets (pinned, hash-checked) -> build/wheels/frontend")
+    _pip("download", "--no-deps", "--only-binary=:all:", "--require-hashes",
+         "-r", IMAGES_DIR / "web" / "frontend" / "requirements.txt", "-d", WHEELS_DIR / "frontend")
+    return WHEELS_DIR / "frontend"
 
 
 def prepare() -> None:

@@ -8,10 +8,9 @@ import sys
 
 import pytest
 
-from stackctl.images import IMAGES_DIR, WHEELS_DIR
+from stackctl import images
 
-VENDOR = IMAGES_DIR / "web" / "frontend" / "vendor.py"
-WHEELHOUSE = WHEELS_DIR / "frontend"
+VENDOR = images.IMAGES_DIR / "web" / "frontend" / "vendor.py"
 # The dependencies the portal's and the app's pages load (Tethys' base templates, the app
 # library, the app's map).
 USED = ["bootstrap", "bootstrap_icons", "jquery", "select2", "openlayers", "doc_cookies"]
@@ -23,10 +22,16 @@ def assemble(wheelhouse, out) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def tree(web_image, tmp_path_factory):
-    # web_image: the build filled the wheelhouse from requirements.txt
+def wheelhouse():
+    """The pinned packages, as `make images` downloads them (a current image needs no build,
+    so the wheelhouse may not be there yet)."""
+    return images.download_frontend()
+
+
+@pytest.fixture(scope="module")
+def tree(wheelhouse, tmp_path_factory):
     out = tmp_path_factory.mktemp("frontend") / "node_modules"
-    proc = assemble(WHEELHOUSE, out)
+    proc = assemble(wheelhouse, out)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return out
 
@@ -55,11 +60,11 @@ def test_base_map_and_fonts_are_vendored_with_their_provenance(tree):
     assert "openlayers-dist/ol.js  <- pyopenlayersqt-0.21.0" in manifest, manifest
 
 
-def test_a_package_that_does_not_match_its_pin_is_refused(web_image, tmp_path):
-    wheelhouse = tmp_path / "wheels"
-    shutil.copytree(WHEELHOUSE, wheelhouse)
-    victim = next(wheelhouse.glob("xstatic_jquery-*.whl"))
+def test_a_package_that_does_not_match_its_pin_is_refused(wheelhouse, tmp_path):
+    tampered = tmp_path / "wheels"
+    shutil.copytree(wheelhouse, tampered)
+    victim = next(tampered.glob("xstatic_jquery-*.whl"))
     victim.write_bytes(victim.read_bytes() + b"tampered")
-    proc = assemble(wheelhouse, tmp_path / "out")
+    proc = assemble(tampered, tmp_path / "out")
     assert proc.returncode != 0
     assert f"{victim.name} (sha256" in proc.stderr and "refusing it" in proc.stderr, proc.stderr

@@ -24,6 +24,8 @@ ADD_PATH = APP_PATH + "dams/add/"
 WS_PATH = APP_PATH + "dams/notifications/ws/"
 # GET ?since=<id> -> {"dams": [...], "deleted": [...], "last_id": N}: dams with id > since.
 CATCHUP_PATH = APP_PATH + "dams/since/"
+# GET ?after=<seq> -> {"events": [...in order], "last_seq": N, "more": bool}: the outbox.
+EVENTS_PATH = APP_PATH + "dams/events/"
 HYDROGRAPH_ASSIGN_PATH = APP_PATH + "hydrographs/assign/"
 WORKER_HEADER = "X-Asgi-Worker"
 # The web container (its host name) that answered: several of them under Swarm.
@@ -130,6 +132,20 @@ class Portal:
         resp = self.get(CATCHUP_PATH, params={"since": since})
         resp.raise_for_status()
         return resp.json()
+
+    def events_after(self, after: int) -> dict:
+        resp = self.get(EVENTS_PATH, params={"after": after})
+        resp.raise_for_status()
+        return resp.json()
+
+    def last_event_seq(self) -> int:
+        """The outbox's last seq (as a page rendered now would know it)."""
+        seq = 0
+        while True:
+            page = self.events_after(seq)
+            seq = int(page["last_seq"])
+            if not page["more"]:
+                return seq
 
     def dams_since(self, since: int = 0) -> list[dict]:
         return extract_dams(self.catch_up(since))

@@ -1,6 +1,8 @@
 """The tests' WebSocket notification client: it connects with a logged-in session's cookie,
-reconnects with exponential backoff after a drop and catches up through the catch-up
-endpoint on every open. HTTP goes through stackctl.portal (the one portal client)."""
+applies events in the order of their seq, catches up from the events endpoint on every open,
+on a gap and on a sync message ahead of it, and reconnects with exponential backoff after a
+drop. Written apart from the app's JS client (the same protocol, not the same code). HTTP
+goes through stackctl.portal (the one portal client)."""
 
 from __future__ import annotations
 
@@ -52,21 +54,27 @@ class Seen:
 
 @dataclass
 class NotificationClient:
-    """Behaves like the app's JS client (public/js/dam_inventory.js): after a drop it reconnects
-    with exponential backoff (1 s doubling to 30 s, half of it jitter), and on EVERY open asks the
-    catch-up endpoint for the dams after the last id it saw, so no dam is missed.
+    """Behaves like the app's JS client (public/js/dam_inventory.js): events are applied one
+    seq after the other; a live event that is not the next one, or a sync message ahead of
+    the client, makes it fetch the events after its own seq; every open does too. After a
+    drop it reconnects with exponential backoff (1 s doubling to 30 s, half of it jitter).
 
-    `connections` counts successful handshakes (1 = never dropped); `workers` and `replicas`
-    list the X-Asgi-Worker and X-Web-Replica of each of them; `closes` the close codes the
-    server sent.
+    `seen` maps every dam id it learnt of to when and how (live or catch-up); `deleted` the
+    ids it saw deleted. `skip_live` drops that many live events on arrival, as a network that
+    loses frames would (a test of the recovery). `connections` counts successful handshakes
+    (1 = never dropped); `workers` and `replicas` list the X-Asgi-Worker and X-Web-Replica of
+    each of them; `closes` the close codes the server sent.
     """
 
     portal: Portal
     label: str = "client"
-    last_id: int = 0  # like the page: the last dam id known when the client starts
+    last_seq: int = 0  # like the page: the last event known when the client starts
     backoff_min: float = 1.0
     backoff_max: float = 30.0
+    skip_live: int = 0
     seen: dict[int, Seen] = field(default_factory=dict)
+    deleted: set[int] = field(default_factory=set)
+    catch_ups: int = 0
     connections: int = 0
     workers: list[str] = field(default_factory=list)
     replicas: list[str] = field(default_factory=list)
@@ -83,10 +91,17 @@ class NotificationClient:
         self._stop = False
         self._attempts = 0
         self._dropped_at: float | None = None
+        self._catching_up: asyncio.Task | None = None
+        self._again = False
 
     @property
     def worker(self) -> str | None:
         return self.workers[-1] if self.workers else None
+
+    @property
+    def holding(self) -> set[int]:
+        """The dams this client shows now."""
+        return set(self.seen) - self.deleted
 
     async def start(self, timeout: float = 15) -> "NotificationClient":
         self._task = asyncio.create_task(self._run(), name=self.label)
@@ -97,37 +112,68 @@ class NotificationClient:
         self._stop = True
         if self._ws is not None:
             await self._ws.close()
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
+        for task in (self._task, self._catching_up):
+            if task:
+                task.cancel()
+                try:
+                    await task
+                except (asyncio.CancelledError, Exception):
+                    pass
 
-    def _note(self, dam: dict, how: str):
-        try:
+    def _apply(self, event: dict, how: str) -> None:
+        """EVENT, which must be the one after last_seq."""
+        self.last_seq = int(event["seq"])
+        dam = dam_from_event(event)
+        if dam is not None:
             dam_id = int(dam["id"])
-        except (KeyError, TypeError, ValueError):
-            return
-        if dam_id not in self.seen:
-            self.seen[dam_id] = Seen(time.monotonic(), how)
-        self.last_id = max(self.last_id, dam_id)
+            self.seen.setdefault(dam_id, Seen(time.monotonic(), how))
+        elif str(event.get("event")) == "dam_deleted":
+            self.deleted.add(int(event["id"]))
         self._changed.set()
 
+    def _on_message(self, event: Any) -> None:
+        if not isinstance(event, dict) or not isinstance(event.get("seq"), int):
+            return
+        if event.get("event") == "sync":
+            if event["seq"] > self.last_seq:
+                self._catch_up_soon()
+        elif event["seq"] == self.last_seq + 1:
+            if self.skip_live > 0:
+                self.skip_live -= 1  # lost on the way
+                return
+            self._apply(event, "live")
+        elif event["seq"] > self.last_seq + 1:
+            self._catch_up_soon()
+
+    def _catch_up_soon(self) -> None:
+        """A catch-up now; if one is running, another right after it (what it fetched may
+        predate what prompted this one)."""
+        if self._catching_up is None or self._catching_up.done():
+            self._catching_up = asyncio.create_task(self._catch_up(self._ws))
+        else:
+            self._again = True
+
     async def _catch_up(self, ws):
-        """Like the JS: a failed catch-up is retried with backoff while this socket stays open."""
+        """Every event after last_seq, in order; a failure is retried with backoff while this
+        socket stays open."""
         failures = 0
         while self._ws is ws and not self._stop:
             try:
-                dams = await asyncio.to_thread(self.portal.dams_since, self.last_id)
+                page = await asyncio.to_thread(self.portal.events_after, self.last_seq)
             except Exception as exc:
                 self.errors.append(f"catch-up: {type(exc).__name__}: {exc}"[:200])
                 await asyncio.sleep(min(self.backoff_max, self.backoff_min * 2 ** failures))
                 failures += 1
                 continue
-            for dam in dams:
-                self._note(dam, "catch-up")
-            return
+            for event in page["events"]:
+                if event["seq"] == self.last_seq + 1:  # else applied meanwhile, live
+                    self._apply(event, "catch-up")
+            if page["more"] and page["events"]:
+                continue
+            self.catch_ups += 1
+            if not self._again:
+                return
+            self._again = False
 
     def _backoff(self) -> float:
         base = min(self.backoff_max, self.backoff_min * 2 ** self._attempts)
@@ -160,18 +206,18 @@ class NotificationClient:
                         self.offline.append(time.monotonic() - self._dropped_at)
                         self._dropped_at = None
                     self._connected.set()
-                    catch_up = asyncio.create_task(self._catch_up(ws))
+                    self._catching_up = None
+                    self._catch_up_soon()
                     try:
                         async for raw in ws:
                             try:
-                                dam = dam_from_event(json.loads(raw))
+                                self._on_message(json.loads(raw))
                             except ValueError:
                                 continue
-                            if dam:
-                                self._note(dam, "live")
                     finally:
                         self._ws = None
-                        catch_up.cancel()
+                        if self._catching_up:
+                            self._catching_up.cancel()
                     self.closes.append(ws.close_code)
             except asyncio.CancelledError:
                 raise
@@ -203,10 +249,7 @@ class NotificationClient:
             try:
                 await asyncio.wait_for(self._changed.wait(), min(left, 0.5))
             except asyncio.TimeoutError:
-                # A client that is connected but got nothing may have missed an event while
-                # its socket looked healthy: the JS client only catches up on reconnect, so
-                # we do too; just keep waiting.
-                pass
+                pass  # a missed event shows as a gap or in the next sync message
         return True
 
 
@@ -220,9 +263,9 @@ async def open_clients_on_every_worker(
     """
     clients: list[NotificationClient] = []
     counts: dict[str, int] = {}
-    last_id = await asyncio.to_thread(portal.last_dam_id)
+    last_seq = await asyncio.to_thread(portal.last_event_seq)
     for attempt in range(max_attempts):
-        client = await NotificationClient(portal, label=f"c{attempt}", last_id=last_id).start()
+        client = await NotificationClient(portal, label=f"c{attempt}", last_seq=last_seq).start()
         clients.append(client)
         counts[client.worker] = counts.get(client.worker, 0) + 1
         if len(counts) >= workers and all(v >= per_worker for v in counts.values()):

@@ -68,3 +68,36 @@ def test_viewer_without_permission_gets_403_on_add_dam(new_page, viewer_credenti
     log_in(page, *viewer_credentials)
     response = page.goto(BASE_URL + ADD_PATH, wait_until="domcontentloaded")
     assert response.status == 403, f"Add Dam for a user without add_dams: HTTP {response.status}"
+
+
+# The workers announce the outbox's last seq every 5 s (fanout.SYNC_SECONDS); an upper bound.
+SYNC_DEADLINE_MS = 15_000
+
+
+def test_a_lost_frame_is_recovered_without_a_reload(new_page, admin_portal, viewer_credentials):
+    """The network loses the frame that announces a new dam; the page learns of it from the
+    next sync message and fetches it, on the same socket, without reloading."""
+    viewer = new_page("viewer")
+    lost = []
+
+    def lossy_network(ws):
+        server = ws.connect_to_server()
+
+        def to_page(message):
+            if not lost and '"dam_added"' in str(message):
+                lost.append(message)  # dropped
+                return
+            ws.send(message)
+
+        server.on_message(to_page)
+
+    viewer.route_web_socket("**/dams/notifications/ws/", lossy_network)
+    log_in(viewer, *viewer_credentials)
+    open_home_live(viewer)
+    name = unique_name("Lost frame dam")
+    admin_portal.add_dam_checked(name)
+    row = viewer.locator("#dam-table tbody tr", has_text=name)
+    expect(row).to_have_count(1, timeout=SYNC_DEADLINE_MS)
+    assert lost and name in str(lost[0]), f"the test network dropped nothing: {lost}"
+    assert viewer.get_attribute("#dam-inventory-client", "data-connects") == "1"
+    assert viewer.evaluate("window.__sameDocument") == "not reloaded", "the viewer's page reloaded"

@@ -91,11 +91,27 @@ async def clients_on_every_worker(portal, workers):
             await ws.close()
 
 
+def is_sync(raw) -> bool:
+    """The server's periodic {"event": "sync", "seq": N}: not a notification."""
+    try:
+        return json.loads(raw).get("event") == "sync"
+    except (ValueError, AttributeError):
+        return False
+
+
+async def recv_notification(ws, timeout):
+    """The next frame that is not a sync message; TimeoutError when none comes in time."""
+    async with asyncio.timeout(timeout):
+        while is_sync(raw := await ws.recv()):
+            pass
+        return raw
+
+
 async def next_message_for(ws, name, timeout):
     """The first message, which must be about `name`; fails if none arrives in `timeout`."""
     try:
-        raw = await asyncio.wait_for(ws.recv(), timeout)
-    except asyncio.TimeoutError:
+        raw = await recv_notification(ws, timeout)
+    except TimeoutError:
         raise AssertionError(f"no message within {timeout} s") from None
     assert message_mentions(raw, name), f"expected dam {name!r} first, got {raw!r}"
     return json.loads(raw)
@@ -104,8 +120,8 @@ async def next_message_for(ws, name, timeout):
 async def assert_silent(clients, window):
     async def one(worker, ws):
         try:
-            raw = await asyncio.wait_for(ws.recv(), window)
-        except asyncio.TimeoutError:
+            raw = await recv_notification(ws, window)
+        except TimeoutError:
             return None
         return f"worker {worker}: {raw!r}"
 
@@ -245,7 +261,7 @@ async def test_websocket_with_session_and_right_origin_is_accepted(admin_portal)
     # the control for the two refusals above: same client, only cookie/origin differ
     ws = await open_ws(admin_portal.cookie_header, BASE_URL)
     try:
-        with pytest.raises(asyncio.TimeoutError):
-            await asyncio.wait_for(ws.recv(), 0.5)  # open and quiet: not closed on us
+        with pytest.raises(TimeoutError):
+            await recv_notification(ws, 0.5)  # open and quiet: not closed on us
     finally:
         await ws.close()

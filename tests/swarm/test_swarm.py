@@ -76,8 +76,8 @@ def test_page_requests_spread_over_every_replica(swarm_portal):
 
 
 async def open_clients(portal, n: int) -> list[NotificationClient]:
-    last_id = await asyncio.to_thread(portal.last_dam_id)
-    return list(await asyncio.gather(*(NotificationClient(portal, label=f"s{i}", last_id=last_id).start(30)
+    last_seq = await asyncio.to_thread(portal.last_event_seq)
+    return list(await asyncio.gather(*(NotificationClient(portal, label=f"s{i}", last_seq=last_seq).start(30)
                                        for i in range(n))))
 
 

@@ -113,7 +113,7 @@ def clean_store(request):
             with engine_maker.kw["bind"].begin() as conn:
                 conn.execute(
                     text(
-                        "TRUNCATE hydrograph_points, hydrographs, dams, dam_deletions "
+                        "TRUNCATE hydrograph_points, hydrographs, dams, dam_deletions, dam_events "
                         "RESTART IDENTITY CASCADE"
                     )
                 )

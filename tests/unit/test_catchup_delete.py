@@ -59,9 +59,9 @@ def test_creator_deletes_and_everybody_is_told_after_commit(
     [message] = listener.pending()
     assert message["event"] == "dam_deleted" and message["id"] == a and message["name"] == "A"
     data = editor_client.get(SINCE, {"since": a}).json()
-    assert data["deleted"] == [{"id": a, "seq": message["seq"]}]
-    assert data["last_deletion"] == message["seq"]
-    assert editor_client.get(SINCE, {"deleted_since": message["seq"]}).json()["deleted"] == []
+    assert data["deleted"] == [{"id": a, "seq": message["deletion"]}]
+    assert data["last_deletion"] == message["deletion"]
+    assert editor_client.get(SINCE, {"deleted_since": message["deletion"]}).json()["deleted"] == []
     with store_engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM dams")).scalar() == 0
 

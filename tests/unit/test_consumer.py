@@ -106,7 +106,7 @@ async def test_group_fan_out_reaches_every_connected_user_with_the_payload():
     await sync_to_async(events.publish)(events.dam_deleted(7, "Hoover", 3))
     for comm in (alice, bob):
         assert json.loads(await comm.receive_from()) == {
-            "event": "dam_deleted", "message": "Dam Deleted", "id": 7, "name": "Hoover", "seq": 3}
+            "event": "dam_deleted", "message": "Dam Deleted", "id": 7, "name": "Hoover", "deletion": 3}
     await alice.disconnect()
     await bob.disconnect()
 

@@ -18,6 +18,7 @@ class ScriptedLayer:
         self.queue: asyncio.Queue = asyncio.Queue()
         self.down = False
         self.adds = 0
+        self.discarded: list = []
 
     async def new_channel(self):
         return "specific.test!1"
@@ -27,6 +28,11 @@ class ScriptedLayer:
             raise ConnectionError("Redis is down")
         assert group == events.GROUP
         self.adds += 1
+
+    async def group_discard(self, group, channel):
+        if self.down:
+            raise ConnectionError("Redis is down")
+        self.discarded.append((group, channel))
 
     async def receive(self, channel):
         item = await self.queue.get()
@@ -66,13 +72,14 @@ async def new_fan(layer):
     """Makes Fanouts on `layer`; their tasks are stopped after the test, pass or fail."""
     made = []
 
-    def make():
-        made.append(fanout.Fanout(layer))
+    def make(read_last_seq=lambda: 0):
+        made.append(fanout.Fanout(layer, read_last_seq=read_last_seq))
         return made[-1]
 
     yield make
     for fan in made:
-        fan._task.cancel()
+        for task in fan._tasks:
+            task.cancel()
 
 
 @pytest_asyncio.fixture
@@ -181,3 +188,50 @@ def test_close_codes_are_ones_an_application_may_send():
 
     for code in (fanout.CLOSE_LAYER_LOST, fanout.CLOSE_TRY_AGAIN_LATER, CLOSE_UNAUTHENTICATED):
         assert code == 1000 or 3000 <= code <= 4999, code
+
+
+@pytest.mark.asyncio
+async def test_sync_announces_the_outbox_seq_when_it_moves_and_again_after_a_while(new_fan, monkeypatch):
+    monkeypatch.setattr(fanout, "SYNC_SECONDS", 0.02)
+    monkeypatch.setattr(fanout, "RESYNC_SECONDS", 0.5)
+    last = {"seq": 7}
+    fan = new_fan(read_last_seq=lambda: last["seq"])
+    sock = FakeSocket()
+    fan.attach(sock)
+    await wait_for(lambda: sock.sent)
+    assert [json.loads(t) for t in sock.sent] == [{"event": "sync", "seq": 7}]
+    await asyncio.sleep(0.2)  # unchanged: not repeated before RESYNC_SECONDS
+    assert len(sock.sent) == 1
+    last["seq"] = 9
+    await wait_for(lambda: len(sock.sent) == 2)
+    assert json.loads(sock.sent[1]) == {"event": "sync", "seq": 9}
+    await wait_for(lambda: len(sock.sent) == 3, timeout=2)  # RESYNC_SECONDS later, the same again
+    assert json.loads(sock.sent[2]) == {"event": "sync", "seq": 9}
+
+
+@pytest.mark.asyncio
+async def test_sync_survives_a_store_outage(new_fan, monkeypatch):
+    monkeypatch.setattr(fanout, "SYNC_SECONDS", 0.02)
+    state = {"down": True}
+
+    def read():
+        if state["down"]:
+            raise ConnectionError("database is down")
+        return 3
+
+    fan = new_fan(read_last_seq=read)
+    sock = FakeSocket()
+    fan.attach(sock)
+    await asyncio.sleep(0.1)
+    assert sock.sent == []
+    state["down"] = False
+    await wait_for(lambda: sock.sent)
+    assert json.loads(sock.sent[0]) == {"event": "sync", "seq": 3}
+
+
+@pytest.mark.asyncio
+async def test_leave_discards_the_member_and_does_not_hang_on_a_dead_layer(fan, layer):
+    await fan.leave()
+    assert layer.discarded == [(events.GROUP, "specific.test!1")]
+    layer.down = True
+    await fan.leave()  # logged, not raised

@@ -18,23 +18,31 @@ FAKES = r"""
 window.__sockets = [];
 window.__fetches = [];
 window.__delays = [];
-window.__since = {dams: [], deleted: [], last_id: 0, last_deletion: 0};
+window.__events = [];      // the outbox the fake events endpoint answers from
+window.__intervals = [];
+window.__clock = 0;        // ms added to Date.now(): the tests move time for the keepalive
 class FakeSocket {
-  constructor(url) { this.url = url; this.readyState = 0; window.__sockets.push(this); }
+  constructor(url) { this.url = url; this.readyState = 0; this.sent = []; window.__sockets.push(this); }
   open() { this.readyState = 1; this.onopen && this.onopen({}); }
-  message(obj) { this.onmessage && this.onmessage({data: JSON.stringify(obj)}); }
+  message(obj) { this.onmessage && this.onmessage({data: typeof obj === "string" ? obj : JSON.stringify(obj)}); }
   drop(code) { this.readyState = 3; this.onclose && this.onclose({code: code}); }
-  send() {}
-  close() {}
+  send(text) { this.sent.push(text); }
+  close() { this.readyState = 3; this.closedByClient = true; }
 }
 window.WebSocket = FakeSocket;
 window.fetch = function (url) {
   window.__fetches.push(url);
-  const body = JSON.stringify(window.__since);
+  const after = parseInt(new URL(url, location.href).searchParams.get("after"), 10);
+  const events = window.__events.filter(e => e.seq > after);
+  const body = JSON.stringify({events: events, last_seq: events.length ? events[events.length - 1].seq : after, more: false});
   return Promise.resolve({ok: true, status: 200, json: () => Promise.resolve(JSON.parse(body))});
 };
 const realSetTimeout = window.setTimeout.bind(window);
 window.setTimeout = function (fn, delay) { window.__delays.push(delay); return realSetTimeout(fn, 0); };
+window.setInterval = function (fn) { window.__intervals.push(fn); return window.__intervals.length; };
+window.clearInterval = function (id) { window.__intervals[id - 1] = () => {}; };
+const realNow = Date.now;
+Date.now = () => realNow() + window.__clock;
 """
 
 # The map API of public/js/dam_map.js (window.damInventoryMap), faked: the real OpenLayers
@@ -64,10 +72,11 @@ def harness_html():
 
     ctx = {
         "ws_path": "/apps/dam-inventory/dams/notifications/ws/",
+        "events_url": "/apps/dam-inventory/dams/events/",
         "since_url": "/apps/dam-inventory/dams/since/",
         "dam_json_url": "/apps/dam-inventory/dams/0/json/",
         "hydrograph_url": "/apps/dam-inventory/dams/0/hydrograph/",
-        "last_id": 3, "last_deletion": 1, "close_unauthenticated": 4401, "dams": [],
+        "last_seq": 3, "close_unauthenticated": 4401, "dams": [],
     }
     client = render_to_string("dam_inventory/_client.html", ctx)
     table = render_to_string("dam_inventory/_dam_table.html", ctx)
@@ -112,40 +121,120 @@ def test_https_page_uses_wss(browser, harness_html):
     page.close()
 
 
-def test_open_catches_up_from_the_rendered_ids_and_shows_missed_dams(browser, harness_html):
+def added(seq, dam=None):
+    return {"event": "dam_added", "message": "New Dam", "dam": dam or {**DAM, "id": seq, "name": f"Dam {seq}"}, "seq": seq}
+
+
+def deleted(seq, dam_id):
+    return {"event": "dam_deleted", "message": "Dam Deleted", "id": dam_id, "name": f"Dam {dam_id}", "seq": seq}
+
+
+def rows(page):
+    return [int(i) for i in page.eval_on_selector_all("#dam-table tr[data-dam-id]", "rs => rs.map(r => r.dataset.damId)")]
+
+
+def catchups(page, n):
+    page.wait_for_function(f"document.getElementById('dam-inventory-client').dataset.catchups === '{n}'")
+
+
+def test_open_catches_up_from_the_rendered_seq_and_shows_missed_dams(browser, harness_html):
     page = open_page(browser, harness_html)
-    page.evaluate(f"window.__since = {json.dumps({'dams': [DAM], 'deleted': [], 'last_id': 4, 'last_deletion': 1})}")
+    page.evaluate(f"window.__events = {json.dumps([added(4, DAM)])}")
     page.evaluate("window.__sockets[0].open()")
-    page.wait_for_function("document.getElementById('dam-inventory-client').dataset.catchups === '1'")
-    assert state(page, "window.__fetches[0]") == "/apps/dam-inventory/dams/since/?since=3&deleted_since=1"
+    catchups(page, 1)
+    assert state(page, "window.__fetches[0]") == "/apps/dam-inventory/dams/events/?after=3"
     assert page.inner_text("#dam-notification-text") == "Dam Hoover <b> was added"
-    assert page.locator('tr[data-dam-id="4"]').count() == 1
+    assert rows(page) == [4]
     assert page.get_attribute('tr[data-dam-id="4"] a', "href") == "/apps/dam-inventory/dams/4/hydrograph/"
+    assert state(page, "window.damInventoryClient.state.lastSeq") == 4
     page.close()
 
 
-def test_live_add_then_delete_updates_table_and_notification(browser, harness_html):
+def test_live_events_in_order_update_table_and_notification(browser, harness_html):
     page = open_page(browser, harness_html)
     page.evaluate("window.__sockets[0].open()")
-    page.evaluate(f"window.__sockets[0].message({json.dumps({'event': 'dam_added', 'message': 'New Dam', 'dam': DAM})})")
+    catchups(page, 1)
+    page.evaluate(f"window.__sockets[0].message({json.dumps(added(4, DAM))})")
     assert page.inner_text("#dam-notification-text") == "Dam Hoover <b> was added"
     assert page.is_visible("#dam-notification-show") and page.is_visible("#dam-notification-refresh")
-    assert page.locator("#dam-table tr[data-dam-id]").count() == 1
-    assert page.locator("#dam-table tr.dam-empty").count() == 0
-    # the same dam again (e.g. socket message and catch-up): shown once
-    page.evaluate(f"window.__sockets[0].message({json.dumps({'event': 'dam_added', 'dam': DAM})})")
-    assert page.locator("#dam-table tr[data-dam-id]").count() == 1
-    page.evaluate("window.__sockets[0].message({event: 'dam_deleted', id: 4, name: 'Hoover', seq: 2})")
-    assert page.locator("#dam-table tr[data-dam-id]").count() == 0
-    assert state(page, "window.damInventoryClient.state.lastDeletion") == 2
-    assert state(page, "window.damInventoryClient.state.lastId") == 4
+    assert rows(page) == [4] and page.locator("#dam-table tr.dam-empty").count() == 0
+    # the same event again (e.g. live and by a catch-up): applied once
+    page.evaluate(f"window.__sockets[0].message({json.dumps(added(4, DAM))})")
+    assert rows(page) == [4]
+    page.evaluate(f"window.__sockets[0].message({json.dumps(deleted(5, 4))})")
+    assert rows(page) == []
+    assert page.inner_text("#dam-notification-text") == "Dam Dam 4 was deleted"
+    assert state(page, "window.damInventoryClient.state.lastSeq") == 5
+    assert state(page, "window.__fetches.length") == 1  # in order: no catch-up needed
     page.close()
 
 
-def test_drop_reconnects_with_growing_backoff_and_catches_up_from_the_last_id(browser, harness_html):
+def test_a_gap_is_filled_from_the_events_endpoint_in_order(browser, harness_html):
     page = open_page(browser, harness_html)
     page.evaluate("window.__sockets[0].open()")
-    page.evaluate(f"window.__sockets[0].message({json.dumps({'event': 'dam_added', 'dam': DAM})})")
+    catchups(page, 1)
+    # 4 and 5 were published but never arrived (a publish failed, a frame was lost); 6 does
+    page.evaluate(f"window.__events = {json.dumps([added(4), added(5), added(6)])}")
+    page.evaluate(f"window.__sockets[0].message({json.dumps(added(6))})")
+    catchups(page, 2)
+    assert state(page, "window.__fetches[1]") == "/apps/dam-inventory/dams/events/?after=3"
+    assert rows(page) == [4, 5, 6]
+    assert state(page, "window.damInventoryClient.state.lastSeq") == 6
+    page.close()
+
+
+def test_published_out_of_order_across_a_drop_loses_nothing(browser, harness_html):
+    """4 and 5 commit in that order but 5 is published first; the socket drops before 4 arrives."""
+    page = open_page(browser, harness_html)
+    page.evaluate("window.__sockets[0].open()")
+    catchups(page, 1)
+    page.evaluate(f"window.__events = {json.dumps([added(4), added(5)])}")
+    page.evaluate(f"window.__sockets[0].message({json.dumps(added(5))})")  # 5 before 4: a gap
+    page.evaluate("window.__sockets[0].drop(1006)")
+    page.wait_for_function("window.__sockets.length === 2")
+    page.evaluate("window.__sockets[1].open()")
+    page.wait_for_function("document.querySelectorAll('#dam-table tr[data-dam-id]').length === 2")
+    page.evaluate(f"window.__sockets[1].message({json.dumps(added(4))})")  # late: ignored
+    assert rows(page) == [4, 5]
+    assert state(page, "window.damInventoryClient.state.lastSeq") == 5
+    page.close()
+
+
+def test_a_sync_ahead_of_the_page_catches_up_and_one_level_with_it_does_not(browser, harness_html):
+    page = open_page(browser, harness_html)
+    page.evaluate("window.__sockets[0].open()")
+    catchups(page, 1)
+    page.evaluate("window.__sockets[0].message({event: 'sync', seq: 3})")
+    assert state(page, "window.__fetches.length") == 1
+    page.evaluate(f"window.__events = {json.dumps([added(4)])}")  # its publish failed
+    page.evaluate("window.__sockets[0].message({event: 'sync', seq: 4})")
+    catchups(page, 2)
+    assert rows(page) == [4]
+    page.close()
+
+
+def test_a_silent_socket_is_pinged_then_given_up_and_replaced(browser, harness_html):
+    page = open_page(browser, harness_html)
+    page.evaluate("window.__sockets[0].open()")
+    catchups(page, 1)
+    tick = "window.__intervals.forEach(f => f())"
+    page.evaluate(f"window.__clock += 31000; {tick}")  # silent for 31 s: a ping
+    assert state(page, "window.__sockets[0].sent") == ["ping"]
+    page.evaluate(f"window.__sockets[0].message('pong'); window.__clock += 20000; {tick}")
+    assert state(page, "window.__sockets.length") == 1  # the pong counted: still alive
+    page.evaluate(f"window.__clock += 41000; {tick}")  # no answer to the next ping
+    page.wait_for_function("window.__sockets.length === 2")
+    assert state(page, "window.__sockets[0].closedByClient") is True
+    page.evaluate("window.__sockets[1].open()")
+    catchups(page, 2)
+    page.close()
+
+
+def test_drop_reconnects_with_growing_backoff_and_catches_up_from_the_last_seq(browser, harness_html):
+    page = open_page(browser, harness_html)
+    page.evaluate("window.__sockets[0].open()")
+    catchups(page, 1)
+    page.evaluate(f"window.__sockets[0].message({json.dumps(added(4, DAM))})")
     for n in range(1, 5):  # four failed attempts in a row
         page.evaluate(f"window.__sockets[{n - 1}].drop(1006)")
         page.wait_for_function(f"window.__sockets.length === {n + 1}")
@@ -153,7 +242,7 @@ def test_drop_reconnects_with_growing_backoff_and_catches_up_from_the_last_id(br
     assert [d >= 500 * 2 ** i and d <= 1000 * 2 ** i for i, d in enumerate(delays[:4])] == [True] * 4
     page.evaluate("window.__sockets[4].open()")
     page.wait_for_function("window.__fetches.length === 2")
-    assert state(page, "window.__fetches[1]") == "/apps/dam-inventory/dams/since/?since=4&deleted_since=1"
+    assert state(page, "window.__fetches[1]") == "/apps/dam-inventory/dams/events/?after=4"
     assert page.get_attribute("#dam-ws-status", "data-state") == "open"
     page.close()
 
@@ -171,9 +260,10 @@ def test_4401_stops_reconnecting_and_asks_to_log_in(browser, harness_html):
 def test_map_gets_live_dams_and_loses_deleted_ones(browser, harness_html):
     page = open_page(browser, harness_html, with_map=True)
     page.evaluate("window.__sockets[0].open()")
-    page.evaluate(f"window.__sockets[0].message({json.dumps({'event': 'dam_added', 'dam': DAM})})")
+    catchups(page, 1)
+    page.evaluate(f"window.__sockets[0].message({json.dumps(added(4, DAM))})")
     page.wait_for_function("4 in window.__features")
     assert state(page, "window.__features[4]") == [-114.7, 36.0]
-    page.evaluate("window.__sockets[0].message({event: 'dam_deleted', id: 4, seq: 2})")
+    page.evaluate(f"window.__sockets[0].message({json.dumps(deleted(5, 4))})")
     assert state(page, "4 in window.__features") is False
     page.close()

@@ -140,18 +140,18 @@ def _unavailable(request, template="unavailable.html"):
 
 def _client_context(request, session):
     """What the JS client reads from data- attributes: nothing about URLs is hard-coded in it."""
-    # Deletion seq first: a deletion committed while the dams are being read is then after it,
-    # so the client's first catch-up removes the dam instead of skipping its deletion.
-    last_deletion = model.last_deletion_seq(session)
+    # The mark first: a change committed while the dams are being read is then after it, so the
+    # client's first catch-up applies it (again, harmlessly) instead of skipping it.
+    last_seq = model.last_event_seq(session)
     dams = model.list_dams(session)
     return {
         "dams": dams,
         "ws_path": App.reverse("home") + NOTIFICATIONS_URL + "/ws/",
+        "events_url": App.reverse("dam_events"),
+        "last_seq": last_seq,
         "since_url": App.reverse("dams_since"),
         "dam_json_url": App.reverse("dam_json", kwargs={"dam_id": 0}),
         "hydrograph_url": App.reverse("hydrograph", kwargs={"dam_id": 0}),
-        "last_id": max((d.id for d in dams), default=0),
-        "last_deletion": last_deletion,
         "close_unauthenticated": CLOSE_UNAUTHENTICATED,
         "can_add_dams": has_permission(request, "add_dams"),
         "base_map": _base_map(),
@@ -391,6 +391,33 @@ def _non_negative(request, key, errors):
     except ValueError:
         errors[key] = f"{key} must be an integer between 0 and {PG_INT_MAX}."
         return 0
+
+
+# At most this many events per answer: a client far behind asks again from the last one.
+EVENTS_PAGE = 500
+
+
+@controller(url="dams/events", login_required=False)
+def dam_events(request):
+    """The outbox after `after` (a seq), in order: what a client that saw a gap, reconnected
+    or got a sync message ahead of it must apply. JSON 401 for anonymous callers."""
+    if not request.user.is_authenticated:
+        return JsonResponse({"error": "Log in to see dams."}, status=401)
+    errors = {}
+    after = _non_negative(request, "after", errors)
+    if errors:
+        return JsonResponse({"errors": errors}, status=400)
+    try:
+        with store_session() as session:
+            found = model.events_after(session, after, EVENTS_PAGE)
+    except (StoreUnavailable, SQLAlchemyError):
+        log.exception("dam_events: store unavailable")
+        return JsonResponse({"error": DB_UNAVAILABLE}, status=503)
+    return JsonResponse({
+        "events": found,
+        "last_seq": found[-1]["seq"] if found else after,
+        "more": len(found) == EVENTS_PAGE,
+    })
 
 
 @controller(url="dams/since", login_required=False)

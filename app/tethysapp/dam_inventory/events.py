@@ -1,5 +1,10 @@
 """Notifications to the `notifications` group, sent only after the data is committed.
 
+Every change is first an event in the outbox (model.DamEvent), written in the change's own
+transaction; its seq is in the live message. What is published here is a fast path: a client
+that misses it (a failed publish, a dropped socket, a lost frame) sees a seq ahead of its own
+in a later message or in a sync message, and catches up from the outbox.
+
 A write queues its message on the SQLAlchemy session (`queue`). When that session commits, the
 messages are handed to Django's `transaction.on_commit`, so they also wait for an enclosing
 Django transaction (ATOMIC_REQUESTS, tests) and are dropped if it rolls back. A session that
@@ -28,8 +33,16 @@ def dam_added(dam_payload):
     return {"event": "dam_added", "message": "New Dam", "dam": dam_payload}
 
 
-def dam_deleted(dam_id, name, seq):
-    return {"event": "dam_deleted", "message": "Dam Deleted", "id": dam_id, "name": name, "seq": seq}
+def dam_deleted(dam_id, name, deletion):
+    # "deletion": the dam_deletions row's number, which the older catch-up (since /
+    # deleted_since) counts by; "seq", added by the outbox, orders every event.
+    return {"event": "dam_deleted", "message": "Dam Deleted", "id": dam_id, "name": name, "deletion": deletion}
+
+
+def sync(seq):
+    """The last event's seq, sent now and then to every socket (fanout.py): a client behind it
+    missed a message, or a publish failed, and it catches up."""
+    return {"event": "sync", "seq": seq}
 
 
 def client_text(event):
@@ -40,7 +53,8 @@ def client_text(event):
 
 def publish(message):
     """Sends one message to the group. A channel layer outage must not turn a committed add into
-    an error page: it is logged, and clients recover it from the catch-up endpoint."""
+    an error page: the event is in the outbox, every worker's next sync message (fanout.py)
+    tells its clients there is more, and they fetch it from the events endpoint."""
     try:
         layer = get_channel_layer()
         if layer is None:

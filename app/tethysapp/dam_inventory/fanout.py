@@ -18,12 +18,22 @@ Guarantees kept from the per-socket design:
     cannot get there within JOIN_TIMEOUT is closed with 4013 (after 1013, "try again later").
     autobahn, daphne's WebSocket layer, lets an application close only with 1000 or 3000-4999
     (it raises on 1012), hence the 4xxx mirrors.
+
+What the group alone cannot guarantee, the outbox does (model.DamEvent): every SYNC_SECONDS
+each process reads the last event's seq and, when it is not the one it last announced (or
+RESYNC_SECONDS went by), sends it to its sockets in a sync message. A client behind it (a
+publish that failed, a frame it missed) fetches what it lacks. So a lost notification costs
+a client at most SYNC_SECONDS, never a reload.
+
+A process leaves the group when daphne shuts it down; one that dies without leaving is
+dropped by the layer after group_expiry, which every live member renews each REJOIN_SECONDS.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import weakref
 
 from channels.layers import get_channel_layer
@@ -43,6 +53,9 @@ RETRY_MAX_SECONDS = 5.0
 # goes on, instead of after all of it: 5,000 clients, p99 535 ms -> 254 ms (100: 308 ms, 250:
 # 494 ms; docs/benchmarks.md).
 YIELD_EVERY = 25
+SYNC_SECONDS = 5.0
+RESYNC_SECONDS = 60.0
+LEAVE_TIMEOUT = 2.0
 
 # One Fanout per event loop: daphne runs one loop per process; tests may run several in turn.
 _by_loop: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -59,12 +72,39 @@ def for_this_loop() -> "Fanout":
     return fanout
 
 
+def last_event_seq() -> int:
+    """The outbox's last seq, from the app's store (blocking: run it in a thread)."""
+    from . import model
+    from .controllers import store_session
+
+    with store_session() as session:
+        return model.last_event_seq(session)
+
+
+def _leave_when_daphne_stops(fanout: "Fanout") -> None:
+    """Under daphne (Twisted's asyncio reactor, already imported there), leave the group
+    before the process exits. Elsewhere (tests) nothing is imported or installed."""
+    if "twisted.internet.reactor" not in sys.modules:
+        return
+    from twisted.internet import reactor
+    from twisted.internet.defer import Deferred
+
+    reactor.addSystemEventTrigger("before", "shutdown",
+                                  lambda: Deferred.fromFuture(asyncio.ensure_future(fanout.leave())))
+
+
 class Fanout:
-    def __init__(self, layer):
+    def __init__(self, layer, read_last_seq=last_event_seq):
         self.layer = layer
         self.sockets: set = set()
         self.member = asyncio.Event()
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="dam-inventory-fanout")
+        self.channel: str | None = None
+        self.read_last_seq = read_last_seq
+        self.announced: int | None = None  # the seq last sent in a sync message
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._run(), name="dam-inventory-fanout"),
+                       loop.create_task(self._sync(), name="dam-inventory-sync")]
+        _leave_when_daphne_stops(self)
 
     async def ready(self) -> bool:
         """Waits until this process is a member of the group; False after JOIN_TIMEOUT."""
@@ -86,7 +126,9 @@ class Fanout:
         retry = 0.5
         while True:
             try:
-                channel = await self.layer.new_channel()
+                # One channel for the process's life: after a Redis outage the same member
+                # comes back, instead of a new one beside a dead one.
+                channel = self.channel = self.channel or await self.layer.new_channel()
                 await self.layer.group_add(events.GROUP, channel)
                 self.member.set()
                 retry = 0.5
@@ -123,6 +165,37 @@ class Fanout:
         finally:
             if receive is not None:
                 receive.cancel()
+
+    async def _sync(self) -> None:
+        """Every SYNC_SECONDS: the outbox's last seq to every local socket, when it is not the
+        one announced last or RESYNC_SECONDS went by (a client may have missed that one too)."""
+        loop = asyncio.get_running_loop()
+        announced_at = loop.time()
+        failing = False
+        while True:
+            await asyncio.sleep(SYNC_SECONDS)
+            try:
+                seq = await asyncio.to_thread(self.read_last_seq)
+            except Exception as exc:  # the store is down: its clients will reconnect anyway
+                if not failing:
+                    log.warning("sync: cannot read the last event (%s: %s); retrying every %.0f s",
+                                type(exc).__name__, exc, SYNC_SECONDS)
+                failing = True
+                continue
+            failing = False
+            if seq != self.announced or loop.time() - announced_at >= RESYNC_SECONDS:
+                await self.deliver(events.sync(seq))
+                self.announced, announced_at = seq, loop.time()
+
+    async def leave(self) -> None:
+        """Stops relaying and leaves the group (bounded: a dead Redis must not hold up a stop)."""
+        for task in self._tasks:
+            task.cancel()
+        if self.channel is not None:
+            try:
+                await asyncio.wait_for(self.layer.group_discard(events.GROUP, self.channel), LEAVE_TIMEOUT)
+            except Exception as exc:  # the member then expires after group_expiry
+                log.warning("could not leave group %s (%s: %s)", events.GROUP, type(exc).__name__, exc)
 
     async def deliver(self, message: dict) -> None:
         """Serializes `message` once and writes it to every local socket."""

@@ -1,11 +1,14 @@
 """The persistent store `primary_db` (PostGIS): tables, the initializer, and the data functions.
 
 Every function that writes takes a session and commits exactly once, so an add or an assign is
-one transaction; notifications are queued on the session and only sent after that commit
-(see events.py).
+one transaction. An add or a delete also writes its event to the outbox (`dam_events`) in that
+transaction: the event's sequence number orders every change, live messages carry it, and a
+client that sees a gap asks for what it missed (`events_after`). The live message itself is
+queued on the session and only sent after the commit (see events.py).
 """
 
 import datetime as dt
+import json
 
 from geoalchemy2 import Geometry
 from sqlalchemy import (
@@ -16,11 +19,12 @@ from sqlalchemy import (
     ForeignKey,
     Integer,
     String,
+    Text,
     UniqueConstraint,
     func,
     text,
 )
-from sqlalchemy.orm import declarative_base, relationship
+from sqlalchemy.orm import Session, declarative_base, relationship
 
 from . import events
 
@@ -89,12 +93,44 @@ class DamDeletion(Base):
     deleted_at = Column(DateTime(timezone=True), server_default=func.now(), nullable=False)
 
 
+class DamEvent(Base):
+    """The outbox: one row per add or delete, written in the transaction of the change and
+    under ADD_LOCK_KEY, so sequence numbers become visible in increasing order with no hole
+    that fills in later. `message` is the live message's JSON, without its seq."""
+
+    __tablename__ = "dam_events"
+
+    seq = Column(Integer, primary_key=True)
+    kind = Column(String(20), nullable=False)
+    dam_id = Column(Integer, nullable=False)
+    message = Column(Text, nullable=False)
+    created_at = Column(DateTime(timezone=True), server_default=func.now(), nullable=False)
+
+    def as_message(self):
+        return {**json.loads(self.message), "seq": self.seq}
+
+
 def init_primary_db(engine, first_time):
     """Tethys persistent store initializer. Idempotent: CREATE ... IF NOT EXISTS only, no sample
     data, so `tethys syncstores` can run at every container start."""
     with engine.begin() as conn:
         conn.execute(text("CREATE EXTENSION IF NOT EXISTS postgis"))
     Base.metadata.create_all(engine, checkfirst=True)
+    _record_dams_from_before_the_outbox(engine)
+
+
+def _record_dams_from_before_the_outbox(engine):
+    """A store made before the outbox existed has dams and no events: each gets its add event
+    (in id order), so a client catching up from 0 gets every dam. Once only: with any event
+    present, nothing is done."""
+    with Session(engine) as session:
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": ADD_LOCK_KEY})
+        if session.query(DamEvent.seq).first() is not None:
+            session.rollback()
+            return
+        for dam in list_dams(session):
+            _record(session, events.dam_added(dam_payload(dam)), dam.id)
+        session.commit()
 
 
 class InventoryFull(Exception):
@@ -155,7 +191,7 @@ def add_dam(session, *, name, owner, river, date_built, lon, lat, created_by=Non
         session.flush()
         dam.lon, dam.lat = lon, lat
         payload = dam_payload(dam, lon, lat)
-        events.queue(session, events.dam_added(payload))
+        events.queue(session, _record(session, events.dam_added(payload), dam.id))
         session.commit()
         return payload
     except BaseException:
@@ -173,12 +209,30 @@ def delete_dam(session, dam):
         deletion = DamDeletion(dam_id=dam_id)
         session.add(deletion)
         session.flush()
-        events.queue(session, events.dam_deleted(dam_id, name, deletion.seq))
+        events.queue(session, _record(session, events.dam_deleted(dam_id, name, deletion.seq), dam_id))
         session.commit()
         return deletion.seq
     except BaseException:
         session.rollback()
         raise
+
+
+def _record(session, message, dam_id):
+    """Writes MESSAGE to the outbox (the caller holds ADD_LOCK_KEY); returns it with its seq."""
+    event = DamEvent(kind=message["event"], dam_id=dam_id, message=json.dumps(message))
+    session.add(event)
+    session.flush()
+    return event.as_message()
+
+
+def events_after(session, seq, limit):
+    """The live messages of the events after SEQ, in order, at most LIMIT."""
+    rows = session.query(DamEvent).filter(DamEvent.seq > seq).order_by(DamEvent.seq).limit(limit).all()
+    return [row.as_message() for row in rows]
+
+
+def last_event_seq(session):
+    return session.query(func.coalesce(func.max(DamEvent.seq), 0)).scalar()
 
 
 def deletions_since(session, seq):

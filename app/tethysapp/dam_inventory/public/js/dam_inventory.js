@@ -3,9 +3,13 @@
  * OpenLayers do not load. The map (dam_map.js) is used only when it is there.
  *
  * Every URL comes from data- attributes rendered by the server (#dam-inventory-client).
- * Messages from the socket: {"event": "dam_added", "dam": {...}} and
- * {"event": "dam_deleted", "id": N, "seq": S}. After any (re)connect the client asks the
- * catch-up endpoint for what happened since the last id / deletion it knows.
+ * Every change is an event with a sequence number (seq), one after the other:
+ *   {"event": "dam_added", "dam": {...}, "seq": S}, {"event": "dam_deleted", "id": N, "seq": S}
+ * and now and then {"event": "sync", "seq": S}, the last event's number. Events are applied in
+ * order: one that is not the next (a publish lost, a frame missed) or a sync ahead of this
+ * page makes the client fetch what came after its own seq from the events endpoint, as it
+ * also does after every (re)connect. A socket that stays silent after a ping is given up
+ * and replaced, so a half-open connection cannot leave the page deaf.
  */
 (function () {
   "use strict";
@@ -15,6 +19,7 @@
 
   var cfg = {
     wsPath: root.dataset.wsPath,
+    eventsUrl: root.dataset.eventsUrl,
     sinceUrl: root.dataset.sinceUrl,
     damJsonUrl: root.dataset.damJsonUrl,
     hydrographUrl: root.dataset.hydrographUrl,
@@ -22,10 +27,14 @@
   };
   var BACKOFF_MIN_MS = 1000;
   var BACKOFF_MAX_MS = 30000;
+  var PING_AFTER_MS = 30000;   // this long without a frame: ask the server (it answers "pong")
+  var PONG_WITHIN_MS = 10000;  // no frame this long after the ping: the socket is dead
 
   var state = {
-    lastId: parseInt(root.dataset.lastId, 10) || 0,
-    lastDeletion: parseInt(root.dataset.lastDeletion, 10) || 0,
+    lastSeq: parseInt(root.dataset.lastSeq, 10) || 0,  // the last event applied, in order
+    catchingUp: null,     // the catch-up in flight, if any
+    catchUpAgain: false,  // asked for while one was in flight
+    lastHeard: 0,
     known: {},            // dam ids this page shows
     socket: null,
     attempts: 0,
@@ -195,7 +204,6 @@
 
   // ---- events ----------------------------------------------------------------------------
   function onAdded(dam, quiet) {
-    if (dam.id > state.lastId) { state.lastId = dam.id; }
     if (Object.prototype.hasOwnProperty.call(state.known, String(dam.id))) { return false; }
     state.known[dam.id] = true;
     addRow(dam);
@@ -204,19 +212,33 @@
     return true;
   }
 
-  function onDeleted(id, seq, name) {
-    if (seq && seq > state.lastDeletion) { state.lastDeletion = seq; }
+  function onDeleted(id, name) {
     delete state.known[id];
     removeRow(id);
     mapRemove(id);
     if (name) { notify("Dam " + name + " was deleted", null); }
   }
 
+  // Applies the event that follows state.lastSeq; returns the dam it added, if any.
+  function apply(event, quiet) {
+    state.lastSeq = event.seq;
+    if (event.event === "dam_added" && event.dam) { return onAdded(event.dam, quiet) ? event.dam : null; }
+    if (event.event === "dam_deleted") { onDeleted(event.id, quiet ? null : event.name); }
+    return null;
+  }
+
   function handleMessage(raw) {
+    state.lastHeard = Date.now();
     var msg;
-    try { msg = JSON.parse(raw); } catch (err) { return; }
-    if (msg.event === "dam_added" && msg.dam) { onAdded(msg.dam, false); }
-    else if (msg.event === "dam_deleted") { onDeleted(msg.id, msg.seq, msg.name); }
+    try { msg = JSON.parse(raw); } catch (err) { return; }  // "pong"
+    if (!msg || typeof msg.seq !== "number") { return; }
+    if (msg.event === "sync") {
+      if (msg.seq > state.lastSeq) { catchUp(); }
+    } else if (msg.seq === state.lastSeq + 1) {
+      apply(msg, false);
+    } else if (msg.seq > state.lastSeq + 1) {
+      catchUp();  // a gap: what came between is fetched, then applied in order
+    }             // else: applied already (by a catch-up)
   }
 
   function fetchJson(url) {
@@ -227,13 +249,22 @@
       });
   }
 
+  // Fetches and applies every event after state.lastSeq, page by page; resolves to the dams added.
+  function fetchEvents(added) {
+    return fetchJson(cfg.eventsUrl + "?after=" + state.lastSeq).then(function (data) {
+      data.events.forEach(function (event) {
+        if (event.seq !== state.lastSeq + 1) { return; }  // applied meanwhile by a live message
+        var dam = apply(event, true);
+        if (dam) { added.push(dam); }
+      });
+      return data.more && data.events.length ? fetchEvents(added) : added;
+    });
+  }
+
   function catchUp() {
-    var url = cfg.sinceUrl + "?since=" + state.lastId + "&deleted_since=" + state.lastDeletion;
-    return fetchJson(url).then(function (data) {
-      var added = data.dams.filter(function (d) { return onAdded(d, true); });
-      data.deleted.forEach(function (d) { onDeleted(d.id, d.seq, null); });
-      state.lastId = Math.max(state.lastId, data.last_id);
-      state.lastDeletion = Math.max(state.lastDeletion, data.last_deletion);
+    if (state.catchingUp) { state.catchUpAgain = true; return state.catchingUp; }
+    var socket = state.socket;
+    state.catchingUp = fetchEvents([]).then(function (added) {
       if (added.length === 1) { notify("Dam " + added[0].name + " was added", added[0]); }
       else if (added.length > 1) {
         notify(added.length + " dams were added, the last one: " + added[added.length - 1].name, added[added.length - 1]);
@@ -243,13 +274,16 @@
     }).catch(function () {
       // Retried with backoff while this socket stays open (a web restart right after the open
       // loses the request); a new socket starts its own catch-up anyway.
-      var socket = state.socket;
       var delay = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * Math.pow(2, state.catchupFailures));
       state.catchupFailures += 1;
       window.setTimeout(function () {
         if (state.socket === socket && socket && socket.readyState === 1) { catchUp(); }
       }, delay);
+    }).then(function () {
+      state.catchingUp = null;
+      if (state.catchUpAgain) { state.catchUpAgain = false; catchUp(); }
     });
+    return state.catchingUp;
   }
 
   // ---- socket ----------------------------------------------------------------------------
@@ -266,6 +300,36 @@
     window.setTimeout(connect, delay);
   }
 
+  // A socket that stays silent PONG_WITHIN_MS after a ping is given up at once: waiting for
+  // the browser to notice a half-open connection can take minutes.
+  function watch(ws) {
+    var timer = window.setInterval(function () {
+      if (state.socket !== ws) { window.clearInterval(timer); return; }
+      var silent = Date.now() - state.lastHeard;
+      if (silent >= PING_AFTER_MS + PONG_WITHIN_MS) {
+        window.clearInterval(timer);
+        ws.onclose = null;
+        try { ws.close(); } catch (err) { /* already closing */ }
+        closed(ws, {});
+      } else if (silent >= PING_AFTER_MS && ws.readyState === 1) {
+        ws.send("ping");
+      }
+    }, PONG_WITHIN_MS / 2);
+  }
+
+  function closed(ws, e) {
+    if (state.socket !== ws) { return; }
+    state.socket = null;
+    if (e.code === cfg.closeUnauthenticated) {
+      state.stopped = true;
+      setStatus("unauthenticated");
+      notify("Your session has ended: log in again to get live updates.", null);
+      return;
+    }
+    setStatus("closed");
+    scheduleReconnect();
+  }
+
   function connect() {
     if (state.stopped) { return; }
     setStatus("connecting");
@@ -275,22 +339,14 @@
     ws.onopen = function () {
       state.attempts = 0;
       state.connects += 1;
+      state.lastHeard = Date.now();
       root.dataset.connects = String(state.connects);
       setStatus("open");
+      watch(ws);
       catchUp();  // also covers what happened between page render and this first open
     };
     ws.onmessage = function (e) { handleMessage(e.data); };
-    ws.onclose = function (e) {
-      state.socket = null;
-      if (e.code === cfg.closeUnauthenticated) {
-        state.stopped = true;
-        setStatus("unauthenticated");
-        notify("Your session has ended: log in again to get live updates.", null);
-        return;
-      }
-      setStatus("closed");
-      scheduleReconnect();
-    };
+    ws.onclose = function (e) { closed(ws, e); };
   }
 
   window.damInventoryClient = { state: state, catchUp: catchUp, socketUrl: socketUrl };

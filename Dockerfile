@@ -43,12 +43,12 @@ RUN python3 -m venv /opt/tethys-venv \
       site="$venv/lib/python3.11/site-packages"; \
       if [ -d "$site/twisted" ]; then find "$site/twisted" -type d -name test -prune -exec rm -rf {} +; fi; \
       rm -rf "$site/tornado/test" "$site/zope/interface/tests" "$site/zope/interface/common/tests" \
-             "$site/cherrypy/test" "$site/guardian/testapp"; \
+             "$site/cherrypy/test" "$site/guardian/testapp" "$site/social_core/tests"; \
     done
-# Size (the image must stay under 600 MB): the test suites these libraries ship (~35 MB;
+# Size (the image must stay under 600 MB): the test suites these libraries ship (~38 MB;
 # twisted alone 20) are never imported at run time, nor is setuptools (8 MB, from the venv's
-# creation; only build-time hooks of cffi and incremental mention it). Named one by one: a blanket `-name test`
-# would also delete modules that are code, such as django/test.
+# creation; only build-time hooks of cffi and incremental mention it). Named one by one: a
+# blanket `-name test` would also delete modules that are code, such as django/test.
 
 # ---------------------------------------------------------------------------------------------
 # The app as a wheel (templates and static files included as package data).
@@ -89,7 +89,7 @@ RUN mkdir -p /tmp/collect \
  && printf 'settings:\n  TETHYS_PORTAL_CONFIG:\n    STATIC_ROOT: %s\n    STATICFILES_USE_NPM: true\n' "$STATIC_ROOT" \
       > /tmp/collect/portal_config.yml \
  && export TETHYS_HOME=/tmp/collect DJANGO_SETTINGS_MODULE=tethys_portal.settings \
- && /opt/tethys-venv/bin/python -m django migrate --noinput -v 0 >/dev/null 2>&1 \
+ && /opt/tethys-venv/bin/python -m django migrate --noinput -v 0 >/dev/null \
  && /opt/tethys-venv/bin/python -m django collectstatic --noinput -v 0 --ignore node_modules \
  && test -d "$STATIC_ROOT/dam_inventory" && test -f "$STATIC_ROOT/openlayers-dist/ol.js" \
  && python3 /usr/local/bin/vendor-frontend local-fonts "$STATIC_ROOT/tethys_portal/css/tethys_main.min.css" ../../open-sans

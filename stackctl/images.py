@@ -286,16 +286,26 @@ def build_edge() -> str:
     return image
 
 
-def build_pebble() -> str:
-    """The test suite's ACME server (images/pebble): built on demand by the tests alone."""
+def build_test_image(name: str, pin: str, what: str) -> str:
+    """A server only the tests run (images/NAME, on the chosen base), built on demand."""
     base = compose_variables()["BASE_IMAGE"]
-    image = versions()["TEST_PEBBLE_IMAGE"]
-    digest = inputs_digest(["images/pebble"], f"base={docker.image_id(base)}")
+    image = versions()[pin]
+    digest = inputs_digest([f"images/{name}"], f"base={docker.image_id(base)}")
     if not _current(image, digest):
-        say(f"building {image} (Let's Encrypt's ACME test server, Debian's package)")
+        say(f"building {image} ({what})")
         with tempfile.TemporaryDirectory() as tmp:
-            _docker_build(image, _context("pebble", Path(tmp), {}), digest, {"BASE_IMAGE": base})
+            _docker_build(image, _context(name, Path(tmp), {}), digest, {"BASE_IMAGE": base})
     return image
+
+
+def build_pebble() -> str:
+    """The test suite's ACME server (images/pebble)."""
+    return build_test_image("pebble", "TEST_PEBBLE_IMAGE", "Let's Encrypt's ACME test server, Debian's package")
+
+
+def build_smtp_sink() -> str:
+    """The test suite's SMTP server (images/smtp-sink)."""
+    return build_test_image("smtp-sink", "TEST_SMTP_SINK_IMAGE", "aiosmtpd, Debian's package")
 
 
 def build_web() -> str:

@@ -123,6 +123,22 @@ def _save_logs(stack: TestStack) -> None:
     (RESULTS / "stack.log").write_text((logs.stdout or "") + (logs.stderr or ""))
 
 
+# Settings of the test stack's web that suites prove: the fan-out across this many workers
+# (ASGI_PROCESSES, above), the official image's site, e-mail, sign-in provider and catch-all
+# settings (tests/e2e/test_portal_settings.py; SMTP_SINK is the SMTP server that test starts).
+SMTP_SINK = "smtp-sink"
+TEST_WEB_SETTINGS = {
+    "SITE_TITLE": "Dams of the Test Basin",
+    "PRIMARY_COLOR": "#7a3b8f",
+    "EMAIL_HOST": SMTP_SINK,
+    "EMAIL_PORT": "1025",
+    "DEFAULT_FROM_EMAIL": "portal@dam-inventory.test",
+    "OTHER_SETTINGS": "--set DAM_INVENTORY_OTHER_SETTINGS_PROOF '[42, proven]'",
+    "ADD_BACKENDS": "social_core.backends.github.GithubOAuth2",
+    "OAUTH_OPTIONS": "{SOCIAL_AUTH_GITHUB_KEY: test-client-id, SOCIAL_AUTH_GITHUB_SECRET: test-client-secret}",
+}
+
+
 @pytest.fixture(scope="session")
 def stack(web_image, request) -> TestStack:
     """The test stack, fresh: project dam-inventory-test on 127.0.0.1:18443 (HTTPS), env/test, three
@@ -130,13 +146,13 @@ def stack(web_image, request) -> TestStack:
     KEEP_STACK=1 leaves it up."""
     test_stack = TestStack(TEST_STACK)
     test_stack.compose("down", "--volumes", "--remove-orphans", "--timeout", "30", check=False)
-    # The suites prove fan-out across exactly this many workers, whatever env/test/web.env
-    # (kept between runs) was edited to since.
     workers = {"ASGI_PROCESSES": str(TEST_ASGI_PROCESSES)}
     try:
         try:
             envfiles.write_env_files(TEST_STACK, workers)
-            envfiles.set_value(TEST_STACK.env_file("web"), "ASGI_PROCESSES", workers["ASGI_PROCESSES"])
+            # Set whatever env/test/web.env (kept between runs) was edited to since.
+            for key, value in {**workers, **TEST_WEB_SETTINGS}.items():
+                envfiles.set_value(TEST_STACK.env_file("web"), key, value)
             with shown(request):
                 up(TEST_STACK, workers)
         except StackError as exc:

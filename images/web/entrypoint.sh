@@ -16,7 +16,7 @@ RUN_DIR=${TETHYS_RUN_DIR:?TETHYS_RUN_DIR is not set (the image sets it)}
 SALT_CONFIG_DIR=/etc/tethys/salt
 # Every secret of the env contract may instead come from a file (docker/compose secrets).
 SECRETS=(SECRET_KEY POSTGRES_PASSWORD TETHYS_DB_PASSWORD TETHYS_DB_SUPERUSER_PASS
-  PORTAL_SUPERUSER_PASSWORD REDIS_PASSWORD GEOSERVER_PASSWORD)
+  PORTAL_SUPERUSER_PASSWORD REDIS_PASSWORD GEOSERVER_PASSWORD EMAIL_HOST_PASSWORD OAUTH_OPTIONS)
 
 log() { printf '[entrypoint] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }

@@ -397,6 +397,66 @@ def app_setting(apply, *, app, name, value) -> Outcome:
     return Outcome(changes, _would(apply, f"set {app}:{name} to {value}", f"{app}:{name} would be set to {value}"))
 
 
+# The official image's site and branding variables, applied as its `tethys site` does: each one
+# that is set (not empty) becomes the content of the site setting Tethys names after it
+# (SITE_TITLE -> "Site Title", HOME_PAGE_CSS -> "Home Page CSS").
+SITE_VARIABLES = (
+    "SITE_TITLE", "FAVICON", "BRAND_TEXT", "BRAND_IMAGE", "BRAND_IMAGE_HEIGHT", "BRAND_IMAGE_WIDTH",
+    "BRAND_IMAGE_PADDING", "APPS_LIBRARY_TITLE", "PRIMARY_COLOR", "SECONDARY_COLOR", "PRIMARY_TEXT_COLOR",
+    "PRIMARY_TEXT_HOVER_COLOR", "SECONDARY_TEXT_COLOR", "SECONDARY_TEXT_HOVER_COLOR", "BACKGROUND_COLOR",
+    "FOOTER_COPYRIGHT", "HERO_TEXT", "BLURB_TEXT", "FEATURE_1_HEADING", "FEATURE_1_BODY", "FEATURE_1_IMAGE",
+    "FEATURE_2_HEADING", "FEATURE_2_BODY", "FEATURE_2_IMAGE", "FEATURE_3_HEADING", "FEATURE_3_BODY",
+    "FEATURE_3_IMAGE", "PORTAL_BASE_CSS", "HOME_PAGE_CSS",
+    "APPS_LIBRARY_CSS", "ACCOUNTS_BASE_CSS", "LOGIN_CSS", "REGISTER_CSS", "USER_BASE_CSS",
+    "HOME_PAGE_TEMPLATE", "APPS_LIBRARY_TEMPLATE", "LOGIN_PAGE_TEMPLATE", "REGISTER_PAGE_TEMPLATE",
+    "USER_PAGE_TEMPLATE", "USER_SETTINGS_PAGE_TEMPLATE",
+)
+# Also in the official image's list, but Tethys 4.6 has no such site setting (its `tethys site`
+# accepts them and changes nothing): said in the step's comment when set, never applied.
+SITE_VARIABLES_WITHOUT_SETTING = ("CALL_TO_ACTION", "CALL_TO_ACTION_BUTTON")
+
+
+def site_settings(apply) -> Outcome:
+    """The portal's site settings (title, colours, logo, texts...) from SITE_VARIABLES in the
+    environment; a variable left empty keeps the portal's current value."""
+    from django.utils import timezone
+    from tethys_cli.site_commands import uncodify  # Tethys' own name mapping
+    from tethys_config.models import Setting
+
+    changes = {}
+    for variable in SITE_VARIABLES:
+        content = os.environ.get(variable, "").replace("\\n", "\n")
+        if not content:
+            continue
+        row = Setting.objects.filter(name=uncodify(variable)).first()
+        if row is None:
+            raise StepError(f"{variable}: this portal has no site setting {uncodify(variable)!r}")
+        if row.content != content:
+            changes[variable] = {"old": row.content, "new": content}
+            if apply:
+                Setting.objects.filter(pk=row.pk).update(content=content, date_modified=timezone.now())
+    ignored = [v for v in SITE_VARIABLES_WITHOUT_SETTING if os.environ.get(v)]
+    note = f" ({', '.join(ignored)} ignored: this Tethys has no such site setting)" if ignored else ""
+    if not changes:
+        return Outcome({}, "the site settings are as configured" + note)
+    names = ", ".join(changes)
+    return Outcome(changes, _would(apply, f"site settings set: {names}", f"site settings would be set: {names}") + note)
+
+
+def backends_importable(apply, *, variable, backends) -> Outcome:
+    """Every authentication backend named by VARIABLE (ADD_BACKENDS) can be imported: a typo
+    must stop the start, not break every login with a 500. Changes nothing."""
+    import importlib
+
+    for path in backends:
+        module, _, name = str(path).rpartition(".")
+        try:
+            getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError, ValueError) as exc:
+            raise StepError(f"{variable}: cannot import the backend {path!r} ({type(exc).__name__}: {exc})") from None
+    return Outcome({}, f"{variable}: {len(backends)} backend(s) importable")
+
+
 def spatial_dataset_service(apply, *, name, endpoint, public_endpoint, username, password="",
                             app="", setting="") -> Outcome:
     """GeoServer registered as a spatial dataset service, optionally linked to an app setting."""
@@ -446,6 +506,8 @@ STEPS = {
     "persistent_store_link": (persistent_store_link, True, {}),
     "persistent_store_synced": (persistent_store_synced, True, {}),
     "app_setting": (app_setting, True, {}),
+    "site_settings": (site_settings, True, {}),
+    "backends_importable": (backends_importable, True, {}),
     "spatial_dataset_service": (spatial_dataset_service, True, {"password": "GEOSERVER_PASSWORD"}),
 }
 

@@ -66,6 +66,8 @@ _STEPS = {
         "app": a["app"], "setting": a["name"], "service": a["service"]}),
     "persistent_store_synced": ("persistent_store_synced", lambda a: {"app": a["app"], "setting": a["name"]}),
     "app_setting": ("app_setting", lambda a: {"app": a["app"], "name": a["name"], "value": str(a["value"])}),
+    "site_settings": ("site_settings", lambda a: {}),
+    "backends_importable": ("backends_importable", lambda a: {"variable": a["name"], "backends": list(a["backends"])}),
     "spatial_dataset_service": ("spatial_dataset_service", lambda a: {
         "name": a["name"], "endpoint": a["endpoint"], "public_endpoint": a.get("public_endpoint") or "",
         "username": a["username"], "app": a.get("app") or "", "setting": a.get("setting") or ""}),
@@ -196,6 +198,17 @@ def persistent_store_synced(name, app):
 def app_setting(name, app, value):
     """APP's custom setting NAME has VALUE."""
     return _state("app_setting", dict(locals(), __id__=_low()["__id__"]))
+
+
+def site_settings(name):
+    """The portal's site and branding settings are those of the environment's SITE_VARIABLES
+    (portal_setup.py names them: the official image's SITE_TITLE, PRIMARY_COLOR...)."""
+    return _state("site_settings", dict(locals(), __id__=_low()["__id__"]))
+
+
+def backends_importable(name, backends):
+    """Every authentication backend of BACKENDS (from the variable NAME) can be imported."""
+    return _state("backends_importable", dict(locals(), __id__=_low()["__id__"]))
 
 
 def spatial_dataset_service(name, endpoint, username, public_endpoint="", app="", setting=""):

@@ -90,8 +90,10 @@ def test_test_mode_reports_exactly_what_the_next_apply_changes(stack, max_dams_r
 def test_web_states_create_nothing_in_the_database(stack):
     results = state_apply(stack, "test=True")
     functions = {key.split("_|-")[0] + "." + key.split("_|-")[-1] for key in results}
+    # web's own writes are settings rows (the app's, the site's); the rest only look
     assert not {f for f in functions if f.startswith("tethys_portal.")} - {
-        "tethys_portal.database_ready", "tethys_portal.app_setting"}, sorted(functions)
+        "tethys_portal.database_ready", "tethys_portal.app_setting", "tethys_portal.site_settings",
+        "tethys_portal.backends_importable"}, sorted(functions)
 
 
 def test_concurrent_applies_all_succeed(stack, max_dams_restored):

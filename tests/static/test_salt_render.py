@@ -35,6 +35,12 @@ PASSES = {
         # a name (resolved at render time), a CIDR; TLS on (secure cookies, HSTS)
         "TRUSTED_PROXIES": "localhost,10.1.0.0/16", "TLS_MODE": "local",
         "FRONTEND_ASSETS": "cdn", "DAM_INVENTORY_BASE_MAP": "https://tile.example.org/{z}/{x}/{y}.png",
+        "EMAIL_HOST": "smtp.example.org", "EMAIL_PORT": "587", "EMAIL_USE_TLS": "true",
+        "EMAIL_HOST_USER": "portal", "EMAIL_HOST_PASSWORD": "x",
+        "OTHER_SETTINGS": "--set SESSION_CONFIG.SECURITY_EXPIRE_AFTER 1800 --set MY_LIST '[a, b]'",
+        "SITE_TITLE": "Dams of the Basin",
+        "ADD_BACKENDS": "[social_core.backends.github.GithubOAuth2]",
+        "OAUTH_OPTIONS": "\"{SOCIAL_AUTH_GITHUB_KEY: k, SOCIAL_AUTH_GITHUB_SECRET: s}\"",
     },
 }
 
@@ -75,7 +81,7 @@ def test_top_file_renders(web_image, env):
     # web's states at every start: files, a wait for the database, the app's settings. Roles,
     # databases, migrations and the app's store are setup.sls's (the one-shot setup service).
     assert json.loads(proc.stdout)["local"]["base"] == [f"tethys.{name}" for name in (
-        "dirs", "portal_config", "nginx", "supervisord", "database", "app_settings")]
+        "dirs", "portal_config", "nginx", "supervisord", "database", "app_settings", "site")]
 
 
 # The state functions only the setup service may run: they create roles and databases,
@@ -94,7 +100,7 @@ def test_web_states_create_and_migrate_nothing(web_image):
     proc = salt_call(web_image, {"DAM_INVENTORY_MAX_DAMS": "25"}, "state.show_highstate")
     assert not render_errors(proc), render_errors(proc)
     functions = set().union(*_functions(proc).values())
-    assert functions == {"database_ready", "app_setting"}, functions
+    assert functions == {"database_ready", "app_setting", "site_settings"}, functions
 
 
 def test_setup_states_do_the_database_work(web_image):
@@ -135,3 +141,43 @@ def test_a_bad_front_end_setting_stops_the_start_naming_it(web_image, variable, 
     proc = salt_call(web_image, {variable: value}, "state.show_sls", "tethys.portal_config,tethys.app_settings")
     assert proc.returncode != 0, proc.stdout
     assert f"{variable} must be" in proc.stdout + proc.stderr, (proc.stdout + proc.stderr)[-2000:]
+
+
+def rendered_settings(web_image, env) -> dict:
+    proc = salt_call(web_image, env, "slsutil.renderer", "salt://tethys/files/portal_config.yml.jinja",
+                     "default_renderer=jinja")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return yaml.safe_load(json.loads(proc.stdout)["local"])["settings"]
+
+
+def test_other_settings_apply_over_everything_else(web_image):
+    settings = rendered_settings(web_image, {"OTHER_SETTINGS": (
+        "--set SESSION_CONFIG.SECURITY_EXPIRE_AFTER 1800 --set DEBUG true --set ADMINS '[[Ops, ops@example.org]]'")})
+    assert settings["SESSION_CONFIG"] == {"SECURITY_EXPIRE_AFTER": 1800}
+    assert settings["DEBUG"] is True  # over the image's own value
+    assert settings["ADMINS"] == [["Ops", "ops@example.org"]]
+
+
+def test_email_settings_render_only_with_a_host(web_image):
+    assert "EMAIL_CONFIG" not in rendered_settings(web_image, {})
+    settings = rendered_settings(web_image, {"EMAIL_HOST": "smtp.example.org", "EMAIL_PORT": "587",
+                                             "EMAIL_USE_TLS": "yes", "DEFAULT_FROM_EMAIL": "dams@example.org"})
+    assert settings["EMAIL_CONFIG"]["EMAIL_HOST"] == "smtp.example.org"
+    assert settings["EMAIL_CONFIG"]["EMAIL_PORT"] == 587 and settings["EMAIL_CONFIG"]["EMAIL_USE_TLS"] is True
+    assert settings["EMAIL_CONFIG"]["DEFAULT_FROM_EMAIL"] == "dams@example.org"
+
+
+@pytest.mark.parametrize("variable, value, says", [
+    ("OTHER_SETTINGS", "SESSION_CONFIG 1800", "OTHER_SETTINGS has 2 words"),
+    ("OTHER_SETTINGS", "--set MY_LIST '[a, b' --set X 1", "not YAML"),
+    ("OTHER_SETTINGS", "--put DEBUG true", "OTHER_SETTINGS has '--put'"),
+    ("OTHER_SETTINGS", "--set 'bad key' 1", "names no setting"),
+    ("EMAIL_USE_TLS", "true", "EMAIL_USE_TLS and EMAIL_USE_SSL are both on"),
+    ("OAUTH_OPTIONS", "{SOCIAL_AUTH_GITHUB_KEY: [x", "OAUTH_OPTIONS is not YAML"),
+    ("OAUTH_OPTIONS", "[a, b]", "OAUTH_OPTIONS must be a mapping"),
+])
+def test_a_malformed_setting_stops_the_start_naming_it(web_image, variable, value, says):
+    env = {variable: value, **({"EMAIL_USE_SSL": "true"} if variable == "EMAIL_USE_TLS" else {})}
+    proc = salt_call(web_image, env, "state.show_sls", "tethys.portal_config")
+    assert proc.returncode != 0, proc.stdout
+    assert says in proc.stdout + proc.stderr, (proc.stdout + proc.stderr)[-2000:]

@@ -42,7 +42,7 @@ unit: ## the app's unit tests alone, against a local PostgreSQL + PostGIS
 dev: ## run the portal with the app locally, without Docker
 	@$(STACKCTL) dev
 
-backup: ## dump the portal and app databases to backups/
+backup: ## the databases and the tethys-persist volume to backups/ (KEEP_DAILY=7 KEEP_WEEKLY=4: prune older ones)
 	@$(STACKCTL) backup
 
 restore: ## load a dump into the running stack: make restore FILE=backups/...

@@ -1,14 +1,22 @@
-"""`make backup` and `make restore`: the stack's databases to one archive and back.
+"""`make backup` and `make restore`: the stack's data to one archive and back.
 
 An archive (`backups/<project>-<UTC time>.tar`) holds a MANIFEST, the role definitions without
-passwords (roles.sql) and one `pg_dump --format=custom` per application database: every
-non-template database but `postgres`, i.e. the portal's and the app's persistent store.
-pg_dump and pg_restore run inside the db container, so the host needs no PostgreSQL client.
+passwords (roles.sql), one `pg_dump --format=custom` per application database (every
+non-template database but `postgres`: the portal's and the app's persistent store), the
+`tethys-persist` volume (app workspaces and uploads, persist.tar) and SHA256SUMS of them all.
+web is paused while they are taken, so the databases and the files are of one moment.
+pg_dump and pg_restore run inside the db container, the volume is read and written by a
+throw-away container of the web image, so the host needs no PostgreSQL client.
+
+A restore checks every checksum before it changes anything: a damaged archive is refused.
+`make backup KEEP_DAILY=7 KEEP_WEEKLY=4` also prunes the folder's older archives of the stack.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import hashlib
 import subprocess
 import tarfile
 import tempfile
@@ -59,27 +67,90 @@ class Database:
                           input=b"", check=check)
 
 
-def backup(compose: Compose, backup_dir: Path) -> Path:
+PERSIST_MOUNT = "/var/lib/tethys_persist"
+PERSIST_ARCHIVE = "persist.tar"
+CHECKSUMS = "SHA256SUMS"
+STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
+
+
+class PersistVolume:
+    """The tethys-persist volume of web, read and written by a throw-away container of web's
+    image as web's own user (the files are its)."""
+
+    def __init__(self, compose: Compose):
+        self.web = compose.require_container("web")
+        info = docker.inspect(self.web)[0]
+        self.image, self.user = info["Config"]["Image"], info["Config"]["User"] or "0"
+        found = [m["Name"] for m in info["Mounts"] if m["Destination"] == PERSIST_MOUNT and m["Type"] == "volume"]
+        if not found:
+            raise StackError(f"web has no volume at {PERSIST_MOUNT}: is this the stack's web container?")
+        self.volume = found[0]
+
+    def _run(self, script: str, mode: str, **kw):
+        argv = ["docker", "run", "--rm", "-i", "--network", "none", "--user", self.user, "--entrypoint", "sh",
+                "-v", f"{self.volume}:/data:{mode}", self.image, "-c", script]
+        proc = subprocess.run(argv, stderr=subprocess.PIPE, **kw)
+        if proc.returncode != 0:
+            raise StackError(f"{script.split()[0]} on volume {self.volume} failed: "
+                             f"{proc.stderr.decode(errors='replace')[-1500:]}")
+
+    def save(self, target: Path) -> None:
+        with target.open("wb") as out:
+            self._run("tar -C /data -cf - .", "ro", stdin=subprocess.DEVNULL, stdout=out)
+
+    def load(self, source: Path) -> None:
+        with source.open("rb") as archive:
+            self._run("find /data -mindepth 1 -delete && tar -C /data -xf -", "rw", stdin=archive)
+
+
+@contextlib.contextmanager
+def paused(compose: Compose):
+    """web paused (its connections held, nothing written) while the snapshot is taken."""
+    web = compose.container_id("web")
+    running = bool(web) and compose.state("web") in ("healthy", "running", "starting", "unhealthy")
+    if running:
+        docker.docker("pause", web)
+    try:
+        yield
+    finally:
+        if running:
+            docker.docker("unpause", web, check=False)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def backup(compose: Compose, backup_dir: Path, keep_daily: int = 0, keep_weekly: int = 0) -> Path:
     db = Database(compose)
+    persist = PersistVolume(compose)
     names = db.query(LIST_DATABASES)
     if not names:
         raise StackError("no application database found in db: nothing to back up")
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime(STAMP_FORMAT)
     backup_dir.mkdir(parents=True, exist_ok=True)
     backup_dir.chmod(0o700)
     archive = backup_dir / f"{compose.stack.project}-{stamp}.tar"
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        # Role definitions without passwords: the passwords stay those of the env files.
-        roles = db.shell('pg_dumpall -U "$POSTGRES_USER" --roles-only --no-role-passwords', input=b"")
-        (work / "roles.sql").write_bytes(roles.stdout)
-        for name in names:
-            say(f"dumping {name}")
-            db.dump(name, work / f"{name}.dump")
+        with paused(compose):
+            # Role definitions without passwords: the passwords stay those of the env files.
+            roles = db.shell('pg_dumpall -U "$POSTGRES_USER" --roles-only --no-role-passwords', input=b"")
+            (work / "roles.sql").write_bytes(roles.stdout)
+            for name in names:
+                say(f"dumping {name}")
+                db.dump(name, work / f"{name}.dump")
+            say(f"archiving the {PERSIST_MOUNT} volume (workspaces, uploads)")
+            persist.save(work / PERSIST_ARCHIVE)
         server = db.query("SHOW server_version")
         (work / "MANIFEST").write_text(
             f"project={compose.stack.project}\ncreated={stamp}\nserver={' '.join(server)}\n"
-            f"databases={' '.join(names)}\n")
+            f"databases={' '.join(names)}\npersist={PERSIST_ARCHIVE}\n")
+        (work / CHECKSUMS).write_text("".join(f"{_sha256(f)}  {f.name}\n" for f in sorted(work.iterdir())))
         partial = archive.with_name(archive.name + ".partial")
         try:
             with tarfile.open(partial, "w") as tar:
@@ -89,9 +160,52 @@ def backup(compose: Compose, backup_dir: Path) -> Path:
             partial.replace(archive)
         finally:
             partial.unlink(missing_ok=True)
-    say(f"wrote {archive} ({archive.stat().st_size / 1e6:.1f} MB: {' '.join(names)})")
+    say(f"wrote {archive} ({archive.stat().st_size / 1e6:.1f} MB: {' '.join(names)}, {PERSIST_ARCHIVE})")
     say(f"restore it with: make restore FILE={_shown(archive)}")
+    if keep_daily or keep_weekly:
+        for old in prune(backup_dir, compose.stack.project, keep_daily, keep_weekly):
+            say(f"pruned {old.name} (keeping {keep_daily} daily, {keep_weekly} weekly)")
     return archive
+
+
+def archives(backup_dir: Path, project: str) -> list[tuple[datetime.datetime, Path]]:
+    """The stack's archives in BACKUP_DIR with their time (from the name), newest first."""
+    found = []
+    for path in backup_dir.glob(f"{project}-*.tar"):
+        try:
+            when = datetime.datetime.strptime(path.stem[len(project) + 1:], STAMP_FORMAT)
+        except ValueError:
+            continue  # not one of ours
+        found.append((when, path))
+    return sorted(found, reverse=True)
+
+
+def to_keep(times: list[datetime.datetime], keep_daily: int, keep_weekly: int) -> set[datetime.datetime]:
+    """The newest archive of each of the last KEEP_DAILY days that have one, and of each of the
+    last KEEP_WEEKLY ISO weeks that have one (TIMES newest first)."""
+    kept: set[datetime.datetime] = set()
+    for keep, period in ((keep_daily, lambda t: t.date()), (keep_weekly, lambda t: t.isocalendar()[:2])):
+        seen = []
+        for when in times:
+            if period(when) not in seen:
+                seen.append(period(when))
+                if len(seen) > keep:
+                    break
+                kept.add(when)
+    return kept
+
+
+def prune(backup_dir: Path, project: str, keep_daily: int, keep_weekly: int) -> list[Path]:
+    """Deletes the stack's archives that the retention does not keep; the removed ones. No
+    retention (both 0) keeps everything."""
+    if not (keep_daily or keep_weekly):
+        return []
+    found = archives(backup_dir, project)
+    kept = to_keep([when for when, _ in found], keep_daily, keep_weekly)
+    removed = [path for when, path in found if when not in kept]
+    for path in removed:
+        path.unlink()
+    return removed
 
 
 def _shown(path: Path) -> str:
@@ -116,7 +230,27 @@ def _read_archive(path: Path, work: Path) -> tuple[dict[str, str], list[str]]:
         dump = work / f"{name}.dump"
         if not dump.is_file() or dump.stat().st_size == 0:
             raise StackError(f"{path} lacks {name}.dump")
+    _verify(path, work)
     return manifest, names
+
+
+def _verify(path: Path, work: Path) -> None:
+    """Every file against SHA256SUMS, before anything is changed (archives made before
+    checksums existed are said to be unchecked)."""
+    sums = work / CHECKSUMS
+    if not sums.is_file():
+        say(f"{path} has no {CHECKSUMS} (made by an older version): restoring it unchecked")
+        return
+    listed = {}
+    for line in sums.read_text().splitlines():
+        digest, _, name = line.partition("  ")
+        listed[name] = digest
+    for name, digest in listed.items():
+        member = work / name
+        if not member.is_file() or _sha256(member) != digest:
+            raise StackError(f"{path} is damaged: {name} does not match its checksum in {CHECKSUMS}. "
+                             "Nothing was changed; restore another archive (ls backups/)")
+    say(f"every file of the archive matches its checksum ({len(listed)} files)")
 
 
 def restore(compose: Compose, archive: Path, timeout: float = 300) -> None:
@@ -141,6 +275,9 @@ def restore(compose: Compose, archive: Path, timeout: float = 300) -> None:
                 db.stream('pg_restore -U "$POSTGRES_USER" --create --exit-on-error --dbname=postgres', stdin=dump,
                           what=f"pg_restore of {name} (the database may be missing now: fix the cause and "
                                "run the restore again)")
+        if manifest.get("persist"):
+            say(f"replacing the {PERSIST_MOUNT} volume")
+            PersistVolume(compose).load(work / manifest["persist"])
     if not web_was_up:
         say("web was not running before the restore: leaving it stopped (make up starts it)")
         return

@@ -137,6 +137,18 @@ def catchups(page, n):
     page.wait_for_function(f"document.getElementById('dam-inventory-client').dataset.catchups === '{n}'")
 
 
+def opened(browser, harness_html, **kw):
+    """A page whose first socket is open and whose first catch-up is done."""
+    page = open_page(browser, harness_html, **kw)
+    page.evaluate("window.__sockets[0].open()")
+    catchups(page, 1)
+    return page
+
+
+def send(page, event, socket=0):
+    page.evaluate(f"window.__sockets[{socket}].message({json.dumps(event)})")
+
+
 def test_open_catches_up_from_the_rendered_seq_and_shows_missed_dams(browser, harness_html):
     page = open_page(browser, harness_html)
     page.evaluate(f"window.__events = {json.dumps([added(4, DAM)])}")
@@ -151,17 +163,15 @@ def test_open_catches_up_from_the_rendered_seq_and_shows_missed_dams(browser, ha
 
 
 def test_live_events_in_order_update_table_and_notification(browser, harness_html):
-    page = open_page(browser, harness_html)
-    page.evaluate("window.__sockets[0].open()")
-    catchups(page, 1)
-    page.evaluate(f"window.__sockets[0].message({json.dumps(added(4, DAM))})")
+    page = opened(browser, harness_html)
+    send(page, added(4, DAM))
     assert page.inner_text("#dam-notification-text") == "Dam Hoover <b> was added"
     assert page.is_visible("#dam-notification-show") and page.is_visible("#dam-notification-refresh")
     assert rows(page) == [4] and page.locator("#dam-table tr.dam-empty").count() == 0
     # the same event again (e.g. live and by a catch-up): applied once
-    page.evaluate(f"window.__sockets[0].message({json.dumps(added(4, DAM))})")
+    send(page, added(4, DAM))
     assert rows(page) == [4]
-    page.evaluate(f"window.__sockets[0].message({json.dumps(deleted(5, 4))})")
+    send(page, deleted(5, 4))
     assert rows(page) == []
     assert page.inner_text("#dam-notification-text") == "Dam Dam 4 was deleted"
     assert state(page, "window.damInventoryClient.state.lastSeq") == 5
@@ -170,12 +180,10 @@ def test_live_events_in_order_update_table_and_notification(browser, harness_htm
 
 
 def test_a_gap_is_filled_from_the_events_endpoint_in_order(browser, harness_html):
-    page = open_page(browser, harness_html)
-    page.evaluate("window.__sockets[0].open()")
-    catchups(page, 1)
+    page = opened(browser, harness_html)
     # 4 and 5 were published but never arrived (a publish failed, a frame was lost); 6 does
     page.evaluate(f"window.__events = {json.dumps([added(4), added(5), added(6)])}")
-    page.evaluate(f"window.__sockets[0].message({json.dumps(added(6))})")
+    send(page, added(6))
     catchups(page, 2)
     assert state(page, "window.__fetches[1]") == "/apps/dam-inventory/dams/events/?after=3"
     assert rows(page) == [4, 5, 6]
@@ -185,25 +193,21 @@ def test_a_gap_is_filled_from_the_events_endpoint_in_order(browser, harness_html
 
 def test_published_out_of_order_across_a_drop_loses_nothing(browser, harness_html):
     """4 and 5 commit in that order but 5 is published first; the socket drops before 4 arrives."""
-    page = open_page(browser, harness_html)
-    page.evaluate("window.__sockets[0].open()")
-    catchups(page, 1)
+    page = opened(browser, harness_html)
     page.evaluate(f"window.__events = {json.dumps([added(4), added(5)])}")
-    page.evaluate(f"window.__sockets[0].message({json.dumps(added(5))})")  # 5 before 4: a gap
+    send(page, added(5))  # 5 before 4: a gap
     page.evaluate("window.__sockets[0].drop(1006)")
     page.wait_for_function("window.__sockets.length === 2")
     page.evaluate("window.__sockets[1].open()")
     page.wait_for_function("document.querySelectorAll('#dam-table tr[data-dam-id]').length === 2")
-    page.evaluate(f"window.__sockets[1].message({json.dumps(added(4))})")  # late: ignored
+    send(page, added(4), socket=1)  # late: ignored
     assert rows(page) == [4, 5]
     assert state(page, "window.damInventoryClient.state.lastSeq") == 5
     page.close()
 
 
 def test_a_sync_ahead_of_the_page_catches_up_and_one_level_with_it_does_not(browser, harness_html):
-    page = open_page(browser, harness_html)
-    page.evaluate("window.__sockets[0].open()")
-    catchups(page, 1)
+    page = opened(browser, harness_html)
     page.evaluate("window.__sockets[0].message({event: 'sync', seq: 3})")
     assert state(page, "window.__fetches.length") == 1
     page.evaluate(f"window.__events = {json.dumps([added(4)])}")  # its publish failed
@@ -214,9 +218,7 @@ def test_a_sync_ahead_of_the_page_catches_up_and_one_level_with_it_does_not(brow
 
 
 def test_a_silent_socket_is_pinged_then_given_up_and_replaced(browser, harness_html):
-    page = open_page(browser, harness_html)
-    page.evaluate("window.__sockets[0].open()")
-    catchups(page, 1)
+    page = opened(browser, harness_html)
     tick = "window.__intervals.forEach(f => f())"
     page.evaluate(f"window.__clock += 31000; {tick}")  # silent for 31 s: a ping
     assert state(page, "window.__sockets[0].sent") == ["ping"]
@@ -231,10 +233,8 @@ def test_a_silent_socket_is_pinged_then_given_up_and_replaced(browser, harness_h
 
 
 def test_drop_reconnects_with_growing_backoff_and_catches_up_from_the_last_seq(browser, harness_html):
-    page = open_page(browser, harness_html)
-    page.evaluate("window.__sockets[0].open()")
-    catchups(page, 1)
-    page.evaluate(f"window.__sockets[0].message({json.dumps(added(4, DAM))})")
+    page = opened(browser, harness_html)
+    send(page, added(4, DAM))
     for n in range(1, 5):  # four failed attempts in a row
         page.evaluate(f"window.__sockets[{n - 1}].drop(1006)")
         page.wait_for_function(f"window.__sockets.length === {n + 1}")
@@ -258,12 +258,10 @@ def test_4401_stops_reconnecting_and_asks_to_log_in(browser, harness_html):
 
 
 def test_map_gets_live_dams_and_loses_deleted_ones(browser, harness_html):
-    page = open_page(browser, harness_html, with_map=True)
-    page.evaluate("window.__sockets[0].open()")
-    catchups(page, 1)
-    page.evaluate(f"window.__sockets[0].message({json.dumps(added(4, DAM))})")
+    page = opened(browser, harness_html, with_map=True)
+    send(page, added(4, DAM))
     page.wait_for_function("4 in window.__features")
     assert state(page, "window.__features[4]") == [-114.7, 36.0]
-    page.evaluate(f"window.__sockets[0].message({json.dumps(deleted(5, 4))})")
+    send(page, deleted(5, 4))
     assert state(page, "4 in window.__features") is False
     page.close()

@@ -239,10 +239,6 @@ def deletions_since(session, seq):
     return session.query(DamDeletion).filter(DamDeletion.seq > seq).order_by(DamDeletion.seq).all()
 
 
-def last_deletion_seq(session):
-    return session.query(func.coalesce(func.max(DamDeletion.seq), 0)).scalar()
-
-
 def replace_hydrograph(session, dam_id, points):
     """Replaces the dam's hydrograph by `points` [(time, flow)]; one transaction, so a failure
     leaves the previous hydrograph untouched."""

@@ -32,6 +32,14 @@ LIST_DATABASES = ("SELECT datname FROM pg_database WHERE NOT datistemplate "
                   "AND datname <> 'postgres' ORDER BY 1")
 
 
+def _stream(argv: list[str], *, stdin=None, stdout=None, what: str) -> None:
+    """Runs ARGV with files as its input or output (an archive never has to fit in memory);
+    fails with WHAT and the command's last error lines."""
+    proc = subprocess.run(argv, stdin=stdin or subprocess.DEVNULL, stdout=stdout, stderr=subprocess.PIPE)
+    if proc.returncode != 0:
+        raise StackError(f"{what} failed: {proc.stderr.decode(errors='replace')[-1500:]}")
+
+
 class Database:
     """psql, pg_dump and pg_restore in the running db container, as its superuser."""
 
@@ -51,11 +59,9 @@ class Database:
         return out.decode().split()
 
     def stream(self, script: str, *args: str, stdin=None, stdout=None, what: str) -> None:
-        """Like shell(), with a file as input or output: a dump never has to fit in memory."""
-        proc = subprocess.run(["docker", "exec", "-i", self.cid, "sh", "-c", script, "sh", *args],
-                              stdin=stdin or subprocess.DEVNULL, stdout=stdout, stderr=subprocess.PIPE)
-        if proc.returncode != 0:
-            raise StackError(f"{what} failed: {proc.stderr.decode(errors='replace')[-1500:]}")
+        """Like shell(), with a file as input or output."""
+        _stream(["docker", "exec", "-i", self.cid, "sh", "-c", script, "sh", *args],
+                stdin=stdin, stdout=stdout, what=what)
 
     def dump(self, name: str, target: Path) -> None:
         with target.open("wb") as out:
@@ -86,17 +92,14 @@ class PersistVolume:
             raise StackError(f"web has no volume at {PERSIST_MOUNT}: is this the stack's web container?")
         self.volume = found[0]
 
-    def _run(self, script: str, mode: str, **kw):
-        argv = ["docker", "run", "--rm", "-i", "--network", "none", "--user", self.user, "--entrypoint", "sh",
-                "-v", f"{self.volume}:/data:{mode}", self.image, "-c", script]
-        proc = subprocess.run(argv, stderr=subprocess.PIPE, **kw)
-        if proc.returncode != 0:
-            raise StackError(f"{script.split()[0]} on volume {self.volume} failed: "
-                             f"{proc.stderr.decode(errors='replace')[-1500:]}")
+    def _run(self, script: str, mode: str, **files):
+        _stream(["docker", "run", "--rm", "-i", "--network", "none", "--user", self.user, "--entrypoint", "sh",
+                 "-v", f"{self.volume}:/data:{mode}", self.image, "-c", script],
+                what=f"{script.split()[0]} on volume {self.volume}", **files)
 
     def save(self, target: Path) -> None:
         with target.open("wb") as out:
-            self._run("tar -C /data -cf - .", "ro", stdin=subprocess.DEVNULL, stdout=out)
+            self._run("tar -C /data -cf - .", "ro", stdout=out)
 
     def load(self, source: Path) -> None:
         with source.open("rb") as archive:

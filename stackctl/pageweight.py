@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import statistics
-import sys
 
 from stackctl import hosttools
 from stackctl.console import StackError, say
@@ -29,7 +28,7 @@ DEFAULT_RUNS = 3
 def main(argv: list[str]) -> int:
     if argv:
         raise StackError(f"pageweight takes no arguments (knobs are env variables), got {argv}")
-    if "playwright" not in sys.modules and os.environ.get("STACKCTL_IN_VENV") != "1":
+    if os.environ.get("STACKCTL_IN_VENV") != "1":
         # Playwright lives in the project venv with the test suites.
         python = hosttools.venv_python()
         os.environ["STACKCTL_IN_VENV"] = "1"
@@ -68,14 +67,13 @@ def load(page, url: str, dams: int) -> dict:
 
 
 def measure(dams: int, runs: int) -> int:
-    from playwright.sync_api import sync_playwright  # noqa: F401 (the venv check)
-
-    from stackctl.portal import APP_PATH, Portal, admin_credentials
+    from stackctl.portal import APP_PATH, LOGIN_PATH, Portal, admin_credentials
     from stackctl.settings import Stack
     from tests.chromium import chromium
 
     stack = Stack.from_environment()
-    portal = Portal.of(stack).login(*admin_credentials(stack))
+    username, password = admin_credentials(stack)
+    portal = Portal.of(stack).login(username, password)
     dams = fill(portal, dams)
     url = stack.base_url + APP_PATH
     results: dict[str, list[dict]] = {"cold": [], "warm": []}
@@ -87,9 +85,9 @@ def measure(dams: int, runs: int) -> int:
             ctx.on("request", lambda request: None if request.url.startswith(stack.base_url)
                    else outside.append(request.url))
             page = ctx.new_page()
-            page.goto(stack.base_url + "/accounts/login/")
-            page.fill("input[name=username]", admin_credentials(stack)[0])
-            page.fill("input[name=password]", admin_credentials(stack)[1])
+            page.goto(stack.base_url + LOGIN_PATH)
+            page.fill("input[name=username]", username)
+            page.fill("input[name=password]", password)
             with page.expect_navigation():
                 page.click("[name=login-submit]")
             # The login page warmed nothing the home page needs but Bootstrap, jQuery and the

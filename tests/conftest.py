@@ -177,6 +177,12 @@ def viewer_credentials(stack) -> tuple[str, str]:
     return name, password
 
 
+@pytest.fixture(scope="session")
+def asgi_processes(stack) -> int:
+    """How many daphne workers the web container runs (X-Asgi-Worker values 1..N)."""
+    return len(docker.daphne_workers(stack.container_id("web")))
+
+
 @pytest.fixture
 def admin_portal(stack, admin_credentials) -> Portal:
     """A fresh admin session per test (a restart must not leave a stale one)."""

@@ -17,9 +17,6 @@ from __future__ import annotations
 import asyncio
 import json
 
-import pytest
-
-from stackctl import docker
 from stackctl.portal import unique_name
 from tests.faults import faultkit as fk
 from tests.notifications import open_clients_on_every_worker
@@ -56,11 +53,6 @@ with controllers.store_session() as session:
 """
 
 
-@pytest.fixture
-def workers(stack) -> int:
-    return len(docker.daphne_workers(stack.container_id("web")))
-
-
 def run_in_web(stack, script: str, **values) -> object:
     assignments = "".join(f"{name} = {json.dumps(value)}\n" for name, value in values.items())
     return stack.portal_python(assignments + script)
@@ -71,8 +63,8 @@ def assert_all_hold(clients, dam_ids):
     assert not lacking, f"clients lacking dams: {lacking} ({fk.describe(clients)})"
 
 
-async def test_two_adds_published_in_the_other_order_with_a_drop_between(stack, admin_portal, workers):
-    clients = await open_clients_on_every_worker(admin_portal, workers)
+async def test_two_adds_published_in_the_other_order_with_a_drop_between(stack, admin_portal, asgi_processes):
+    clients = await open_clients_on_every_worker(admin_portal, asgi_processes)
     try:
         dropped = clients[0]
         names = [unique_name("Committed first"), unique_name("Committed second")]
@@ -89,8 +81,8 @@ async def test_two_adds_published_in_the_other_order_with_a_drop_between(stack, 
         await asyncio.gather(*(c.stop() for c in clients), return_exceptions=True)
 
 
-async def test_a_failed_publish_reaches_connected_clients_through_the_outbox(stack, admin_portal, workers):
-    clients = await open_clients_on_every_worker(admin_portal, workers)
+async def test_a_failed_publish_reaches_connected_clients_through_the_outbox(stack, admin_portal, asgi_processes):
+    clients = await open_clients_on_every_worker(admin_portal, asgi_processes)
     try:
         dam_id = await asyncio.to_thread(run_in_web, stack, COMMIT_WITH_THE_LAYER_REFUSING,
                                          NAME=unique_name("Unannounced"))
@@ -101,8 +93,8 @@ async def test_a_failed_publish_reaches_connected_clients_through_the_outbox(sta
         await asyncio.gather(*(c.stop() for c in clients), return_exceptions=True)
 
 
-async def test_a_client_that_loses_one_live_message_gets_it_from_the_next_sync(admin_portal, workers):
-    clients = await open_clients_on_every_worker(admin_portal, workers)
+async def test_a_client_that_loses_one_live_message_gets_it_from_the_next_sync(admin_portal, asgi_processes):
+    clients = await open_clients_on_every_worker(admin_portal, asgi_processes)
     try:
         lossy = clients[0]
         lossy.skip_live = 1

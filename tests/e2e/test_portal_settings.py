@@ -9,7 +9,6 @@ site settings (SITE_TITLE, PRIMARY_COLOR) are checked in the browser suite."""
 from __future__ import annotations
 
 import re
-import time
 
 import pytest
 
@@ -18,6 +17,7 @@ from stackctl.envfiles import random_secret
 from stackctl.portal import LOGIN_PATH, Portal
 from stackctl.settings import TEST_STACK
 from tests.conftest import SMTP_SINK, TEST_WEB_SETTINGS
+from tests.notifications import wait_until
 
 RESET_PATH = "/accounts/password/reset/"
 # An upper bound for the mail to reach the sink, not a speed target.
@@ -48,15 +48,14 @@ def smtp_sink(stack):
     docker.docker("rm", "-f", name, check=False)
 
 
+def sink_log(sink: str) -> str:
+    log = docker.docker("logs", sink, check=False)
+    return log.stdout + log.stderr
+
+
 def wait_for_mail(sink: str, to: str) -> str:
-    deadline = time.monotonic() + MAIL_DEADLINE
-    while time.monotonic() < deadline:
-        log = docker.docker("logs", sink, check=False)
-        text = log.stdout + log.stderr
-        if f"To: {to}" in text:
-            return text
-        time.sleep(0.5)
-    raise AssertionError(f"no mail to {to} within {MAIL_DEADLINE}s; the sink saw:\n{text[-2000:]}")
+    wait_until(lambda: f"To: {to}" in sink_log(sink), MAIL_DEADLINE, what=f"a mail to {to} in {sink}'s log")
+    return sink_log(sink)
 
 
 def test_password_reset_mail_arrives_and_its_link_sets_a_new_password(stack, smtp_sink):

@@ -31,12 +31,6 @@ def containers(stack) -> dict[str, str]:
     return {name: stack.container_id(name) for name in SERVICES}
 
 
-@pytest.fixture(scope="session")
-def asgi_processes(stack) -> int:
-    """How many daphne workers the web container runs (X-Asgi-Worker values 1..N)."""
-    return len(docker.daphne_workers(stack.container_id("web")))
-
-
 @pytest.fixture(autouse=True)
 def stack_healthy_after(request, stack):
     yield

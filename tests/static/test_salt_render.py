@@ -125,11 +125,8 @@ def test_custom_modules_load(web_image):
 
 @pytest.mark.parametrize("assets, use_npm", [("self-hosted", True), ("cdn", False), (None, True)])
 def test_frontend_assets_sets_tethys_static_dependency_switch(web_image, assets, use_npm):
-    proc = salt_call(web_image, {"FRONTEND_ASSETS": assets} if assets else {},
-                     "slsutil.renderer", "salt://tethys/files/portal_config.yml.jinja", "default_renderer=jinja")
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    rendered = yaml.safe_load(json.loads(proc.stdout)["local"])
-    assert rendered["settings"]["TETHYS_PORTAL_CONFIG"]["STATICFILES_USE_NPM"] is use_npm
+    settings = rendered_settings(web_image, {"FRONTEND_ASSETS": assets} if assets else {})
+    assert settings["TETHYS_PORTAL_CONFIG"]["STATICFILES_USE_NPM"] is use_npm
 
 
 @pytest.mark.parametrize("variable, value", [

@@ -16,7 +16,7 @@ from stackctl import console, docker, envfiles, images
 from stackctl.compose import Compose
 from stackctl.console import StackError, say
 from stackctl.lifecycle import clean, up, welcome
-from stackctl.settings import ROOT, Stack
+from stackctl.settings import Stack
 
 DELEGATED = {
     "bench": "fan-out benchmark: ours against the Tethys docs' setup",
@@ -40,12 +40,11 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("images", help="build or pull every image")
     p = sub.add_parser("compose", help="run compose for this stack: compose ARGS...")
     p.add_argument("args", nargs=argparse.REMAINDER)
-    p = sub.add_parser("backup", help="the databases and the tethys-persist volume to an archive")
-    p.add_argument("--dir", default=os.environ.get("BACKUP_DIR") or str(ROOT / "backups"))
-    p.add_argument("--keep-daily", type=int, default=int(os.environ.get("KEEP_DAILY") or 0),
-                   help="then keep the newest archive of this many days (KEEP_DAILY; 0 with 0 weekly: prune nothing)")
-    p.add_argument("--keep-weekly", type=int, default=int(os.environ.get("KEEP_WEEKLY") or 0),
-                   help="and of this many ISO weeks (KEEP_WEEKLY)")
+    p = sub.add_parser("backup", help="the databases and the data volumes to an archive in BACKUP_DIR")
+    p.add_argument("--keep-daily", default=os.environ.get("KEEP_DAILY"),
+                   help="then keep the newest archive of this many days (KEEP_DAILY; default: backup.env's)")
+    p.add_argument("--keep-weekly", default=os.environ.get("KEEP_WEEKLY"),
+                   help="and of this many ISO weeks (KEEP_WEEKLY; default: backup.env's)")
     p = sub.add_parser("restore", help="load an archive of `backup` into the running stack")
     p.add_argument("file", nargs="?", default=os.environ.get("FILE") or "")
     p.add_argument("--timeout", type=float, default=float(os.environ.get("RESTORE_TIMEOUT", "300")))
@@ -90,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "backup":
             from stackctl.backup import backup
 
-            print(backup(compose, Path(args.dir), args.keep_daily, args.keep_weekly))
+            print(backup(compose, args.keep_daily, args.keep_weekly))
         elif args.command == "restore":
             from stackctl.backup import restore
 

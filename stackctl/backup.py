@@ -1,35 +1,30 @@
 """`make backup` and `make restore`: the stack's data to one archive and back.
 
-An archive (`backups/<project>-<UTC time>.tar`) holds a MANIFEST, the role definitions without
-passwords (roles.sql), one `pg_dump --format=custom` per application database (every
-non-template database but `postgres`: the portal's and the app's persistent store), the
-`tethys-persist` volume (app workspaces and uploads, persist.tar) and SHA256SUMS of them all.
-web is paused while they are taken, so the databases and the files are of one moment.
-pg_dump and pg_restore run inside the db container, the volume is read and written by a
-throw-away container of the web image, so the host needs no PostgreSQL client.
+The archive is written by the backup image's own code (images/backup/stack_backup.py, whose
+docstring gives its layout), run once in a one-off container of the `backup` service: the
+same writer as the scheduled backups, as the read-only role tethys_backup, with backup.env's
+retention and off-site copy. web is paused meanwhile, so the databases and the files are of
+one moment.
 
-A restore checks every checksum before it changes anything: a damaged archive is refused.
-`make backup KEEP_DAILY=7 KEEP_WEEKLY=4` also prunes the folder's older archives of the stack.
+A restore is an operator's act and runs from the host: it checks every checksum before it
+changes anything (a damaged archive is refused), replaces each database with pg_restore inside
+the db container as its admin, and each archived volume from a throw-away container.
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime
-import hashlib
+import importlib.util
 import subprocess
 import tarfile
 import tempfile
 from pathlib import Path
 
-from stackctl import docker
+from stackctl import docker, images
 from stackctl.compose import Compose
 from stackctl.console import StackError, say
 from stackctl.health import wait_healthy
 from stackctl.settings import ROOT
-
-LIST_DATABASES = ("SELECT datname FROM pg_database WHERE NOT datistemplate "
-                  "AND datname <> 'postgres' ORDER BY 1")
 
 
 def _stream(argv: list[str], *, stdin=None, stdout=None, what: str) -> None:
@@ -63,47 +58,43 @@ class Database:
         _stream(["docker", "exec", "-i", self.cid, "sh", "-c", script, "sh", *args],
                 stdin=stdin, stdout=stdout, what=what)
 
-    def dump(self, name: str, target: Path) -> None:
-        with target.open("wb") as out:
-            self.stream('pg_dump -U "$POSTGRES_USER" --format=custom --dbname="$1"', name, stdout=out,
-                        what=f"pg_dump of {name}")
-
     def psql(self, sql: str, check: bool = True):
         return self.shell('psql -X -q -v ON_ERROR_STOP=1 -U "$POSTGRES_USER" -d postgres -c "$1"', sql,
                           input=b"", check=check)
 
 
-PERSIST_MOUNT = "/var/lib/tethys_persist"
-PERSIST_ARCHIVE = "persist.tar"
-CHECKSUMS = "SHA256SUMS"
-STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
+def _archive_format():
+    """images/backup/stack_backup.py, the one writer of archives: its layout and retention."""
+    spec = importlib.util.spec_from_file_location("stack_backup", ROOT / "images" / "backup" / "stack_backup.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-class PersistVolume:
-    """The tethys-persist volume of web, read and written by a throw-away container of web's
-    image as web's own user (the files are its)."""
+archive_format = _archive_format()
 
-    def __init__(self, compose: Compose):
-        self.web = compose.require_container("web")
-        info = docker.inspect(self.web)[0]
-        self.image, self.user = info["Config"]["Image"], info["Config"]["User"] or "0"
-        found = [m["Name"] for m in info["Mounts"] if m["Destination"] == PERSIST_MOUNT and m["Type"] == "volume"]
-        if not found:
-            raise StackError(f"web has no volume at {PERSIST_MOUNT}: is this the stack's web container?")
-        self.volume = found[0]
 
-    def _run(self, script: str, mode: str, **files):
-        _stream(["docker", "run", "--rm", "-i", "--network", "none", "--user", self.user, "--entrypoint", "sh",
-                 "-v", f"{self.volume}:/data:{mode}", self.image, "-c", script],
-                what=f"{script.split()[0]} on volume {self.volume}", **files)
+class Volume:
+    """A named volume of the stack, replaced from an archive by a throw-away container of the
+    backup image: root with only the capabilities that restoring files with their owners takes."""
 
-    def save(self, target: Path) -> None:
-        with target.open("wb") as out:
-            self._run("tar -C /data -cf - .", "ro", stdout=out)
+    RESTORE_CAPABILITIES = ("CHOWN", "FOWNER", "DAC_OVERRIDE")
+
+    def __init__(self, compose: Compose, name: str):
+        self.name = f"{compose.stack.project}_{name}"
+        if docker.docker("volume", "inspect", self.name, check=False).returncode != 0:
+            # as compose would have made it, so compose keeps managing it
+            docker.docker("volume", "create", "--label", f"com.docker.compose.project={compose.stack.project}",
+                          "--label", f"com.docker.compose.volume={name}", self.name)
+        self.image = images.compose_variables()["BACKUP_IMAGE"]
 
     def load(self, source: Path) -> None:
+        caps = [a for cap in self.RESTORE_CAPABILITIES for a in ("--cap-add", cap)]
         with source.open("rb") as archive:
-            self._run("find /data -mindepth 1 -delete && tar -C /data -xf -", "rw", stdin=archive)
+            _stream(["docker", "run", "--rm", "-i", "--network", "none", "--user", "0", "--cap-drop", "ALL", *caps,
+                     "--entrypoint", "sh", "-v", f"{self.name}:/data", self.image, "-c",
+                     "find /data -mindepth 1 -delete && tar -C /data --same-owner -xpf -"],
+                    stdin=archive, what=f"restoring volume {self.name}")
 
 
 @contextlib.contextmanager
@@ -120,95 +111,28 @@ def paused(compose: Compose):
             docker.docker("unpause", web, check=False)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def backup(compose: Compose, backup_dir: Path, keep_daily: int = 0, keep_weekly: int = 0) -> Path:
-    db = Database(compose)
-    persist = PersistVolume(compose)
-    names = db.query(LIST_DATABASES)
-    if not names:
-        raise StackError("no application database found in db: nothing to back up")
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime(STAMP_FORMAT)
-    backup_dir.mkdir(parents=True, exist_ok=True)
-    backup_dir.chmod(0o700)
-    archive = backup_dir / f"{compose.stack.project}-{stamp}.tar"
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        with paused(compose):
-            # Role definitions without passwords: the passwords stay those of the env files.
-            roles = db.shell('pg_dumpall -U "$POSTGRES_USER" --roles-only --no-role-passwords', input=b"")
-            (work / "roles.sql").write_bytes(roles.stdout)
-            for name in names:
-                say(f"dumping {name}")
-                db.dump(name, work / f"{name}.dump")
-            say(f"archiving the {PERSIST_MOUNT} volume (workspaces, uploads)")
-            persist.save(work / PERSIST_ARCHIVE)
-        server = db.query("SHOW server_version")
-        (work / "MANIFEST").write_text(
-            f"project={compose.stack.project}\ncreated={stamp}\nserver={' '.join(server)}\n"
-            f"databases={' '.join(names)}\npersist={PERSIST_ARCHIVE}\n")
-        (work / CHECKSUMS).write_text("".join(f"{_sha256(f)}  {f.name}\n" for f in sorted(work.iterdir())))
-        partial = archive.with_name(archive.name + ".partial")
-        try:
-            with tarfile.open(partial, "w") as tar:
-                for f in sorted(work.iterdir()):
-                    tar.add(f, arcname=f.name)
-            partial.chmod(0o600)
-            partial.replace(archive)
-        finally:
-            partial.unlink(missing_ok=True)
-    say(f"wrote {archive} ({archive.stat().st_size / 1e6:.1f} MB: {' '.join(names)}, {PERSIST_ARCHIVE})")
-    say(f"restore it with: make restore FILE={_shown(archive)}")
-    if keep_daily or keep_weekly:
-        for old in prune(backup_dir, compose.stack.project, keep_daily, keep_weekly):
-            say(f"pruned {old.name} (keeping {keep_daily} daily, {keep_weekly} weekly)")
-    return archive
-
-
-def archives(backup_dir: Path, project: str) -> list[tuple[datetime.datetime, Path]]:
-    """The stack's archives in BACKUP_DIR with their time (from the name), newest first."""
-    found = []
-    for path in backup_dir.glob(f"{project}-*.tar"):
-        try:
-            when = datetime.datetime.strptime(path.stem[len(project) + 1:], STAMP_FORMAT)
-        except ValueError:
-            continue  # not one of ours
-        found.append((when, path))
-    return sorted(found, reverse=True)
-
-
-def to_keep(times: list[datetime.datetime], keep_daily: int, keep_weekly: int) -> set[datetime.datetime]:
-    """The newest archive of each of the last KEEP_DAILY days that have one, and of each of the
-    last KEEP_WEEKLY ISO weeks that have one (TIMES newest first)."""
-    kept: set[datetime.datetime] = set()
-    for keep, period in ((keep_daily, lambda t: t.date()), (keep_weekly, lambda t: t.isocalendar()[:2])):
-        seen = []
-        for when in times:
-            if period(when) not in seen:
-                seen.append(period(when))
-                if len(seen) > keep:
-                    break
-                kept.add(when)
-    return kept
-
-
-def prune(backup_dir: Path, project: str, keep_daily: int, keep_weekly: int) -> list[Path]:
-    """Deletes the stack's archives that the retention does not keep; the removed ones. No
-    retention (both 0) keeps everything."""
-    if not (keep_daily or keep_weekly):
-        return []
-    found = archives(backup_dir, project)
-    kept = to_keep([when for when, _ in found], keep_daily, keep_weekly)
-    removed = [path for when, path in found if when not in kept]
-    for path in removed:
-        path.unlink()
-    return removed
+def backup(compose: Compose, keep_daily: str | None = None, keep_weekly: str | None = None) -> Path:
+    """One archive now, by the backup service's own code (`stack-backup now` in a one-off
+    container), web paused so that the databases and the files are of one moment; KEEP_DAILY
+    and KEEP_WEEKLY, when given, override backup.env's retention for this run."""
+    Database(compose)  # fails early, with advice, unless db is up and healthy
+    images.build_backup()  # a stack started before the backup image existed
+    directory = compose.stack.backup_dir
+    before = {path for _, path in archive_format.archives(directory, compose.stack.project)}
+    overrides = [a for name, value in (("KEEP_DAILY", keep_daily), ("KEEP_WEEKLY", keep_weekly)) if value is not None
+                 for a in ("-e", f"{name}={value}")]
+    runner = Compose(compose.stack, profiles=("backup",))
+    say(f"backing up {compose.stack.project!r} into {_shown(directory)} (web paused meanwhile)")
+    with paused(compose):
+        proc = runner("run", "--rm", "-T", "--no-deps", *overrides, "backup", "now", capture=False, check=False,
+                      timeout=3600)
+    if proc.returncode != 0:
+        raise StackError(f"the backup failed (exit {proc.returncode}, see above); nothing was replaced")
+    written = [path for _, path in archive_format.archives(directory, compose.stack.project) if path not in before]
+    if not written:
+        raise StackError(f"the backup reported success but wrote no archive into {directory}")
+    say(f"restore it with: make restore FILE={_shown(written[0])}")
+    return written[0]
 
 
 def _shown(path: Path) -> str:
@@ -225,7 +149,7 @@ def _read_archive(path: Path, work: Path) -> tuple[dict[str, str], list[str]]:
         raise StackError(f"{path} is not a readable tar archive: {exc}") from exc
     if not (work / "MANIFEST").is_file() or not (work / "roles.sql").is_file():
         raise StackError(f"{path} was not written by `make backup` (no MANIFEST or roles.sql)")
-    manifest = dict(line.split("=", 1) for line in (work / "MANIFEST").read_text().splitlines() if "=" in line)
+    manifest = archive_format.read_manifest(work / "MANIFEST")
     names = manifest.get("databases", "").split()
     if not names:
         raise StackError(f"{path} names no database")
@@ -240,18 +164,15 @@ def _read_archive(path: Path, work: Path) -> tuple[dict[str, str], list[str]]:
 def _verify(path: Path, work: Path) -> None:
     """Every file against SHA256SUMS, before anything is changed (archives made before
     checksums existed are said to be unchecked)."""
-    sums = work / CHECKSUMS
+    sums = work / archive_format.CHECKSUMS
     if not sums.is_file():
-        say(f"{path} has no {CHECKSUMS} (made by an older version): restoring it unchecked")
+        say(f"{path} has no {sums.name} (made by an older version): restoring it unchecked")
         return
-    listed = {}
-    for line in sums.read_text().splitlines():
-        digest, _, name = line.partition("  ")
-        listed[name] = digest
+    listed = archive_format.read_checksums(sums)
     for name, digest in listed.items():
         member = work / name
-        if not member.is_file() or _sha256(member) != digest:
-            raise StackError(f"{path} is damaged: {name} does not match its checksum in {CHECKSUMS}. "
+        if not member.is_file() or archive_format.sha256(member) != digest:
+            raise StackError(f"{path} is damaged: {name} does not match its checksum in {sums.name}. "
                              "Nothing was changed; restore another archive (ls backups/)")
     say(f"every file of the archive matches its checksum ({len(listed)} files)")
 
@@ -278,9 +199,9 @@ def restore(compose: Compose, archive: Path, timeout: float = 300) -> None:
                 db.stream('pg_restore -U "$POSTGRES_USER" --create --exit-on-error --dbname=postgres', stdin=dump,
                           what=f"pg_restore of {name} (the database may be missing now: fix the cause and "
                                "run the restore again)")
-        if manifest.get("persist"):
-            say(f"replacing the {PERSIST_MOUNT} volume")
-            PersistVolume(compose).load(work / manifest["persist"])
+        for volume, member in _volumes(manifest):
+            say(f"replacing the {volume} volume")
+            Volume(compose, volume).load(work / member)
     if not web_was_up:
         say("web was not running before the restore: leaving it stopped (make up starts it)")
         return
@@ -295,6 +216,13 @@ def restore(compose: Compose, archive: Path, timeout: float = 300) -> None:
     compose("up", "-d", "--no-deps", "web", capture=False)
     wait_healthy(compose, ["web"], timeout)
     say("restore done")
+
+
+def _volumes(manifest: dict[str, str]) -> list[tuple[str, str]]:
+    """[(volume, archive member)] of an archive (before `volumes=`: `persist=` alone)."""
+    if "volumes" in manifest:
+        return [tuple(entry.split(":", 1)) for entry in manifest["volumes"].split()]
+    return [("tethys-persist", manifest["persist"])] if manifest.get("persist") else []
 
 
 def _create_missing_roles(db: Database, roles_sql: str) -> None:

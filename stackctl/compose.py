@@ -26,11 +26,18 @@ def command() -> tuple[str, ...]:
 
 
 class Compose:
-    def __init__(self, stack: Stack):
+    def __init__(self, stack: Stack, profiles: tuple[str, ...] = ()):
         self.stack = stack
+        # Profiles on top of the image choice's (geoserver) and the stack's (backup, while
+        # scheduled): `make backup` runs the backup service whether scheduled or not.
+        self.profiles = profiles
 
     def environment(self) -> dict[str, str]:
-        return {**os.environ, **images.compose_variables(), **self.stack.compose_variables()}
+        variables = {**os.environ, **images.compose_variables(), **self.stack.compose_variables()}
+        profiles = [p for p in variables.get("COMPOSE_PROFILES", "").split(",") if p]
+        profiles += [*(["backup"] if self.stack.backup_scheduled else []), *self.profiles]
+        variables["COMPOSE_PROFILES"] = ",".join(dict.fromkeys(profiles))
+        return variables
 
     def argv(self, *args: str) -> list[str]:
         return [*command(), "--project-name", self.stack.project, "--file", str(COMPOSE_FILE), *args]

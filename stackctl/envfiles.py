@@ -28,6 +28,8 @@ SECRET_NAMES = (
     "TETHYS_DB_PASSWORD",
     "TETHYS_DB_SUPERUSER_PASS",
     "PORTAL_SUPERUSER_PASSWORD",
+    "BACKUP_DB_PASSWORD",
+    "RESTIC_PASSWORD",
 )
 SECRET_LENGTH = 40
 # Django's deploy check wants a key of 50 characters or more (security.W009).

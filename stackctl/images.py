@@ -57,6 +57,7 @@ def compose_variables() -> dict[str, str]:
         "GEOSERVER_IMAGE": pick("GEOSERVER_IMAGE", "GEOSERVER_IMAGE"),
         "WEB_IMAGE": os.environ.get("WEB_IMAGE") or pins["WEB_IMAGE"],
         "EDGE_IMAGE": os.environ.get("EDGE_IMAGE") or pins["EDGE_IMAGE"],
+        "BACKUP_IMAGE": os.environ.get("BACKUP_IMAGE") or pins["BACKUP_IMAGE"],
         "COMPOSE_PROFILES": os.environ.get("COMPOSE_PROFILES", chosen.get("COMPOSE_PROFILES", "")),
         "GEOSERVER_URL": os.environ.get("GEOSERVER_URL", chosen.get("GEOSERVER_URL", "")),
     }
@@ -286,6 +287,22 @@ def build_edge() -> str:
     return image
 
 
+def build_backup() -> str:
+    """The backup writer (images/backup): pg_dump of the db server's major, APScheduler and
+    restic from Debian packages, on the chosen base."""
+    variables = compose_variables()
+    image, base = variables["BACKUP_IMAGE"], variables["BASE_IMAGE"]
+    major = versions()["POSTGRES_MAJOR"]
+    digest = inputs_digest(["images/backup"], f"base={docker.image_id(base)}", f"postgres={major}")
+    if _current(image, digest):
+        say(f"{image} is up to date")
+        return image
+    say(f"building {image} from {base}: PostgreSQL {major} client, APScheduler and restic from Debian packages")
+    with tempfile.TemporaryDirectory() as tmp:
+        _docker_build(image, _context("backup", Path(tmp), {}), digest, {"BASE_IMAGE": base, "POSTGRES_MAJOR": major})
+    return image
+
+
 def build_test_image(name: str, pin: str, what: str) -> str:
     """A server only the tests run (images/NAME, on the chosen base), built on demand."""
     base = compose_variables()["BASE_IMAGE"]
@@ -372,6 +389,7 @@ def prepare() -> None:
     docker.require()
     choose()
     build_edge()
+    build_backup()
     build_web()
     chosen = read_env_file(CHOICE_FILE)
     say("images ready: " + " ".join(f"{k}={chosen.get(k, '')}" for k in

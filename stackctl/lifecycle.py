@@ -21,7 +21,8 @@ ONE_SHOT = ("setup",)
 
 
 def services(compose: Compose) -> list[str]:
-    return [*ONE_SHOT, "db", "redis", *(["geoserver"] if images.geoserver_included() else []), "edge", "web"]
+    return [*ONE_SHOT, "db", "redis", *(["geoserver"] if images.geoserver_included() else []), "edge", "web",
+            *(["backup"] if compose.stack.backup_scheduled else [])]
 
 
 def up(stack: Stack, overrides: dict[str, str] | None = None) -> Compose:
@@ -81,8 +82,7 @@ def clean(compose: Compose, confirm: bool) -> int:
         say("nothing deleted. To really do it: make clean CONFIRM=1   (make backup first?)")
         return 2
     say(f"removing the stack {compose.stack.project!r} and its volumes")
-    # Every profile, so a GeoServer container and volume go too.
-    os.environ["COMPOSE_PROFILES"] = "geoserver"
-    compose("down", "--volumes", "--remove-orphans", capture=False)
+    # Every profile, so a GeoServer or backup container and their volumes go too.
+    Compose(compose.stack, profiles=("geoserver", "backup"))("down", "--volumes", "--remove-orphans", capture=False)
     say(f"done; the env files in {compose.stack.env_dir_ref} are kept (delete them too for new secrets)")
     return 0

@@ -156,6 +156,16 @@ class Portal:
     def dam_names(self) -> set[str]:
         return {d.get("name") for d in self.dams_since(0)}
 
+    def assign_hydrograph(self, dam_id: int, csv: bytes) -> requests.Response:
+        return self.post(HYDROGRAPH_ASSIGN_PATH, {"dam-select": str(dam_id)},
+                         files={"hydrograph-file": ("h.csv", csv, "text/csv")})
+
+    def hydrograph(self, dam_id: int) -> list[list[float]]:
+        """The dam's hydrograph as [[time, flow], ...] (its JSON view)."""
+        resp = self.get(dam_json_path(dam_id))
+        resp.raise_for_status()
+        return [[float(t), float(f)] for t, f in resp.json()["hydrograph"]]
+
     def add_dam_checked(self, name: str, **fields) -> int:
         """Adds a dam and returns its id (as the catch-up endpoint lists it)."""
         before = self.last_dam_id()

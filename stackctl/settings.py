@@ -96,9 +96,30 @@ class Stack:
     def secrets_dir(self) -> Path:
         return self.env_dir / "secrets"
 
+    @property
+    def backup_dir(self) -> Path:
+        """Where archives go (BACKUP_DIR, else backups/ of the checkout), created mode 700 on
+        first use, owned by whoever runs stackctl."""
+        path = Path(os.environ.get("BACKUP_DIR") or ROOT / "backups").resolve()
+        if not path.is_dir():
+            path.mkdir(mode=0o700, parents=True)
+        return path
+
+    @property
+    def backup_scheduled(self) -> bool:
+        """backup.env sets BACKUP_SCHEDULE: the backup service runs (compose profile "backup")."""
+        from stackctl.envfiles import read_env_file
+
+        return bool(read_env_file(self.env_file("backup")).get("BACKUP_SCHEDULE"))
+
     def compose_variables(self) -> dict[str, str]:
         """What docker-compose.yml interpolates for this stack."""
+        backup_dir = self.backup_dir
+        owner = backup_dir.stat()
         return {
+            # The backup service writes into the folder as its owner.
+            "BACKUP_DIR": str(backup_dir),
+            "BACKUP_USER": f"{owner.st_uid}:{owner.st_gid}",
             "COMPOSE_PROJECT_NAME": self.project,
             "ENV_DIR": self.env_dir_ref,
             "WEB_BIND": self.bind,

@@ -491,6 +491,39 @@ def spatial_dataset_service(apply, *, name, endpoint, public_endpoint, username,
                                    f"spatial dataset service {name} would be set up"))
 
 
+# The role backups are made as: it may read every table (PostgreSQL's pg_read_all_data) and
+# change nothing, so the backup service never holds the server admin's password.
+BACKUP_GRANT = "pg_read_all_data"
+
+
+def backup_role(apply, *, host, port, username, password, admin_user, admin_password="") -> Outcome:
+    """The backup role USERNAME: LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE, a member of
+    pg_read_all_data. Created, or reset as the server's admin, only when its login fails, it
+    holds a privilege it must not have, or it lacks the grant."""
+    if not password:
+        raise StepError("BACKUP_DB_PASSWORD (or BACKUP_DB_PASSWORD_FILE) must be set")
+    conn, _ = _connect(host, port, username, password, "postgres")
+    if conn is not None:
+        with conn:
+            privileged = _privileged(conn, (username,))
+            granted = conn.execute("SELECT pg_has_role(current_user, %s, 'USAGE')", (BACKUP_GRANT,)).fetchone()[0]
+        if not privileged and granted:
+            return Outcome({}, f"role {username} (reads every table, changes nothing) in place")
+    admin = _admin(host, port, admin_user, admin_password, f"the backup role {username} is missing or differs")
+    from psycopg import sql
+
+    with admin:
+        exists = admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (username,)).fetchone()
+        changes = {"roles": {username: ("password, attributes and grant reset" if exists
+                                        else f"created, member of {BACKUP_GRANT}")}}
+        if apply:
+            admin.execute(sql.SQL("{} ROLE {} WITH {} PASSWORD {}").format(
+                sql.SQL("ALTER" if exists else "CREATE"), sql.Identifier(username), sql.SQL(ROLE_ATTRIBUTES),
+                sql.Literal(password)))
+            admin.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(BACKUP_GRANT), sql.Identifier(username)))
+    return Outcome(changes, _would(apply, "backup role set up", "backup role would be set up"))
+
+
 # --- the step table -------------------------------------------------------------------------
 
 # name -> (function, needs Django, {parameter: environment variable} for its secrets)
@@ -498,6 +531,7 @@ STEPS = {
     "wait_db": (wait_db, False, {"password": "TETHYS_DB_PASSWORD"}),
     "db_roles": (db_roles, False, {"password": "TETHYS_DB_PASSWORD", "superuser_password": "TETHYS_DB_SUPERUSER_PASS",
                                    "admin_password": "POSTGRES_PASSWORD"}),
+    "backup_role": (backup_role, False, {"password": "BACKUP_DB_PASSWORD", "admin_password": "POSTGRES_PASSWORD"}),
     "store_database": (store_database, False, {"password": "TETHYS_DB_SUPERUSER_PASS",
                                                "admin_password": "POSTGRES_PASSWORD"}),
     "migrate": (migrate, True, {}),

@@ -55,6 +55,8 @@ _STEPS = {
     "database_roles": ("db_roles", lambda a: {
         "name": a["name"], "host": a["host"], "port": int(a["port"]), "username": a["username"],
         "superuser": a["superuser"], "admin_user": a["admin_user"]}),
+    "backup_role": ("backup_role", lambda a: {
+        "host": a["host"], "port": int(a["port"]), "username": a["name"], "admin_user": a["admin_user"]}),
     "store_database": ("store_database", lambda a: {
         "name": a["name"], "host": a["host"], "port": int(a["port"]), "owner": a["owner"],
         "admin_user": a["admin_user"]}),
@@ -162,6 +164,11 @@ def database_roles(name, host, port, username, superuser, admin_user):
     """The portal database NAME owned by USERNAME, and the role SUPERUSER with a database of
     its name, set up as ADMIN_USER when a login with their passwords fails."""
     return _state("database_roles", dict(locals(), __id__=_low()["__id__"]))
+
+
+def backup_role(name, host, port, admin_user):
+    """The backup role NAME: logs in, reads every table, changes nothing (made as ADMIN_USER)."""
+    return _state("backup_role", dict(locals(), __id__=_low()["__id__"]))
 
 
 def store_database(name, host, port, owner, admin_user):

@@ -34,6 +34,17 @@ tethys-database-store-{{ app.ps_setting }}:
     - failhard: True
     - require:
       - tethys_portal: tethys-database-roles
+
+# The role backups dump as (the backup service's, images/backup): reads, never writes.
+tethys-database-backup-role:
+  tethys_portal.backup_role:
+    - name: {{ db.backup_user | json }}
+    - host: {{ db.host | json }}
+    - port: {{ db.port }}
+    - admin_user: {{ db.admin_user | json }}
+    - failhard: True
+    - require:
+      - tethys_portal: tethys-database-ready
 {%- else %}
 
 # SKIP_DB_SETUP (official image's name): roles and databases are someone else's job.

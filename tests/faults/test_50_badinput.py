@@ -207,17 +207,10 @@ GOOD_POINTS = [[0.0, 10.0], [1.0, 25.5], [2.0, 12.0]]
 @pytest.fixture(scope="module")
 def hydro_dam(admin) -> int:
     dam_id = admin.add_dam_checked(unique_name("badinput-hydrograph"))
-    resp = admin.post(HYDROGRAPH_ASSIGN_PATH, {"dam-select": str(dam_id)},
-                      files={"hydrograph-file": ("h.csv", GOOD_CSV, "text/csv")})
+    resp = admin.assign_hydrograph(dam_id, GOOD_CSV)
     assert add_succeeded(resp), f"assigning a valid hydrograph failed: HTTP {resp.status_code}"
-    assert hydrograph_of(admin, dam_id) == GOOD_POINTS
+    assert admin.hydrograph(dam_id) == GOOD_POINTS
     return dam_id
-
-
-def hydrograph_of(portal: Portal, dam_id: int):
-    resp = portal.get(dam_json_path(dam_id))
-    resp.raise_for_status()
-    return [[float(t), float(f)] for t, f in resp.json()["hydrograph"]]
 
 
 num = st.floats(min_value=0, max_value=1e6, allow_nan=False).map(lambda x: f"{x:g}")
@@ -264,7 +257,7 @@ def test_malformed_csv_uploads_are_refused_clearly_and_keep_the_hydrograph(admin
     resp = admin.post(HYDROGRAPH_ASSIGN_PATH, {"dam-select": str(hydro_dam)},
                       files={"hydrograph-file": ("h.csv", content, "text/csv")})
     assert_clear_refusal(resp, ["Please fix errors", message], f"CSV upload {content[:80]!r}")
-    assert hydrograph_of(admin, hydro_dam) == GOOD_POINTS, "a refused upload changed the hydrograph"
+    assert admin.hydrograph(hydro_dam) == GOOD_POINTS, "a refused upload changed the hydrograph"
 
 
 @settings(max_examples=FEW)
@@ -278,7 +271,7 @@ def test_bad_dam_choice_or_missing_file_is_refused(admin, hydro_dam, dam, with_f
     resp = admin.post(HYDROGRAPH_ASSIGN_PATH, data, files=files)
     expected = [r"\bDam is required|Choose a dam from the list"] + ([] if with_file else [r"CSV file .* is required"])
     assert_clear_refusal(resp, expected, f"assign with dam-select={dam!r}, file={with_file}")
-    assert hydrograph_of(admin, hydro_dam) == GOOD_POINTS
+    assert admin.hydrograph(hydro_dam) == GOOD_POINTS
 
 
 def test_too_many_rows_is_refused_and_keeps_the_hydrograph(admin, hydro_dam):
@@ -286,7 +279,7 @@ def test_too_many_rows_is_refused_and_keeps_the_hydrograph(admin, hydro_dam):
     resp = admin.post(HYDROGRAPH_ASSIGN_PATH, {"dam-select": str(hydro_dam)},
                       files={"hydrograph-file": ("h.csv", content, "text/csv")})
     assert_clear_refusal(resp, [r"more than \d+ rows"], "CSV with 20,001 rows")
-    assert hydrograph_of(admin, hydro_dam) == GOOD_POINTS
+    assert admin.hydrograph(hydro_dam) == GOOD_POINTS
 
 
 # ------------------------------------------------------------------ catch-up and JSON queries

@@ -1,9 +1,11 @@
-"""Which archives `make backup KEEP_DAILY=N KEEP_WEEKLY=M` keeps (stackctl/backup.py): pure
-logic, on files named as backup() names them."""
+"""Which archives the backup writer's retention (KEEP_DAILY, KEEP_WEEKLY) keeps, and its refusal
+of a bad value: pure logic of images/backup/stack_backup.py, on files named as it names them."""
 
 import datetime
 
-from stackctl import backup
+import pytest
+
+from stackctl.backup import archive_format as backup
 
 PROJECT = "dam-inventory"
 
@@ -44,3 +46,10 @@ def test_nothing_is_pruned_without_a_retention(tmp_path):
     made(tmp_path, "20261201T010000Z", "20261101T010000Z")
     assert backup.prune(tmp_path, PROJECT, 0, 0) == []
     assert left(tmp_path) == ["20261101T010000Z", "20261201T010000Z"]
+
+
+@pytest.mark.parametrize("value", ["-1", "seven", "7.5"])
+def test_a_bad_retention_value_is_refused_by_name(monkeypatch, value):
+    monkeypatch.setenv("KEEP_WEEKLY", value)
+    with pytest.raises(backup.BackupError, match="KEEP_WEEKLY"):
+        backup.count("KEEP_WEEKLY", 4)

@@ -325,6 +325,11 @@ def build_smtp_sink() -> str:
     return build_test_image("smtp-sink", "TEST_SMTP_SINK_IMAGE", "aiosmtpd, Debian's package")
 
 
+def build_idp() -> str:
+    """The test suite's OpenID Connect provider (images/idp)."""
+    return build_test_image("idp", "TEST_IDP_IMAGE", "django-oauth-toolkit, Debian's package")
+
+
 def build_web() -> str:
     """The web image on the chosen base; the wheelhouse is filled on the host first, so the
     build downloads no Python package (an air-gapped builder needs only build/wheels/)."""

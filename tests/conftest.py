@@ -127,6 +127,11 @@ def _save_logs(stack: TestStack) -> None:
 # (ASGI_PROCESSES, above), the official image's site, e-mail, sign-in provider and catch-all
 # settings (tests/e2e/test_portal_settings.py; SMTP_SINK is the SMTP server that test starts).
 SMTP_SINK = "smtp-sink"
+# The OpenID Connect provider tests/e2e/test_portal_settings.py starts beside the stack (its
+# name on the stack's network, and the client the portal is registered as there).
+IDP_HOST = "idp:9000"
+IDP_CLIENT_ID = "dam-inventory-portal"
+IDP_CLIENT_SECRET = "test-only-client-secret"
 TEST_WEB_SETTINGS = {
     "SITE_TITLE": "Dams of the Test Basin",
     "PRIMARY_COLOR": "#7a3b8f",
@@ -134,8 +139,10 @@ TEST_WEB_SETTINGS = {
     "EMAIL_PORT": "1025",
     "DEFAULT_FROM_EMAIL": "portal@dam-inventory.test",
     "OTHER_SETTINGS": "--set DAM_INVENTORY_OTHER_SETTINGS_PROOF '[42, proven]'",
-    "ADD_BACKENDS": "social_core.backends.github.GithubOAuth2",
-    "OAUTH_OPTIONS": "{SOCIAL_AUTH_GITHUB_KEY: test-client-id, SOCIAL_AUTH_GITHUB_SECRET: test-client-secret}",
+    "ADD_BACKENDS": "social_core.backends.github.GithubOAuth2,social_core.backends.open_id_connect.OpenIdConnectAuth",
+    "OAUTH_OPTIONS": ("{SOCIAL_AUTH_GITHUB_KEY: test-client-id, SOCIAL_AUTH_GITHUB_SECRET: test-client-secret, "
+                      f"SOCIAL_AUTH_OIDC_OIDC_ENDPOINT: 'http://{IDP_HOST}/o', SOCIAL_AUTH_OIDC_KEY: {IDP_CLIENT_ID}, "
+                      f"SOCIAL_AUTH_OIDC_SECRET: {IDP_CLIENT_SECRET}}}"),
 }
 
 

@@ -39,6 +39,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import traceback
 from pathlib import Path
 
 STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
@@ -269,8 +270,9 @@ class Restic:
                               "repository's password file (a Docker secret)")
         self.repository = repository
 
-    def __call__(self, *args: str, what: str) -> subprocess.CompletedProcess:
-        return run(["restic", "--no-cache", "--quiet", *args], f"restic {what} ({self.repository})", env=self.env)
+    def __call__(self, *args: str, what: str, **kwargs) -> subprocess.CompletedProcess:
+        return run(["restic", "--no-cache", "--quiet", *args], f"restic {what} ({self.repository})", env=self.env,
+                   **kwargs)
 
     def ensure_initialised(self) -> None:
         probe = subprocess.run(["restic", "--no-cache", "cat", "config"], env=self.env, stdin=subprocess.DEVNULL,
@@ -308,10 +310,14 @@ def record(status: str) -> None:
 
 
 def scheduled_run() -> None:
+    """One run of the schedule; whatever stops it marks the service unhealthy until a run succeeds."""
     try:
         archive = backup_now()
-    except (BackupError, OSError) as exc:
+    except BackupError as exc:
         say(f"FAILED: {exc}")
+        record("failed")
+    except Exception:
+        say(f"FAILED:\n{traceback.format_exc()}")
         record("failed")
     else:
         record(f"ok {archive.name}")

@@ -270,9 +270,8 @@ class Restic:
                               "repository's password file (a Docker secret)")
         self.repository = repository
 
-    def __call__(self, *args: str, what: str, **kwargs) -> subprocess.CompletedProcess:
-        return run(["restic", "--no-cache", "--quiet", *args], f"restic {what} ({self.repository})", env=self.env,
-                   **kwargs)
+    def __call__(self, *args: str, what: str) -> subprocess.CompletedProcess:
+        return run(["restic", "--no-cache", "--quiet", *args], f"restic {what} ({self.repository})", env=self.env)
 
     def ensure_initialised(self) -> None:
         probe = subprocess.run(["restic", "--no-cache", "cat", "config"], env=self.env, stdin=subprocess.DEVNULL,
@@ -284,9 +283,7 @@ class Restic:
     def copy(self, archive: Path, project_name: str, keep_daily: int, keep_weekly: int) -> None:
         self.ensure_initialised()
         say(f"copying {archive.name} to {self.repository}")
-        # From the archive's folder, by name: every snapshot holds the same path.
-        self("backup", "--host", project_name, "--tag", project_name, archive.name, what="backup",
-             cwd=archive.parent)
+        self("backup", "--host", project_name, "--tag", project_name, str(archive), what="backup")
         if keep_daily or keep_weekly:
             self("forget", "--prune", "--host", project_name, "--tag", project_name,
                  "--keep-daily", str(keep_daily), "--keep-weekly", str(keep_weekly), what="forget --prune")

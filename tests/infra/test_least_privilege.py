@@ -110,3 +110,34 @@ def test_setup_runs_again_without_changes_while_web_serves(stack, admin_portal):
     assert stack.inspect("setup")["State"]["StartedAt"] != before, "setup did not run again"
     assert code == 0, f"setup exited {code} on its second run: {docker.logs_tail(cid)}"
     assert admin_portal.get("/apps/dam-inventory/").status_code == 200
+
+
+# ---- the backup service: reads every table as tethys_backup, may change nothing
+BACKUP_PSQL = 'PGPASSWORD="$(cat /run/secrets/backup_db_password)" psql -X -At -h db -U "$BACKUP_DB_USERNAME" -d tethys_platform -c "$1"'
+
+
+def backup_psql(stack, sql: str):
+    return docker.docker("exec", stack.container_id("backup"), "sh", "-c", BACKUP_PSQL, "sh", sql, check=False)
+
+
+def test_the_backup_role_holds_no_privilege_and_only_the_read_grant(stack):
+    role = stack.env_file("backup").get("BACKUP_DB_USERNAME", "tethys_backup")
+    attributes = psql(stack, "postgres", f"SELECT {', '.join(PRIVILEGES)} FROM pg_roles WHERE rolname = '{role}'")
+    assert attributes == "f|f|f", f"{role}: superuser|createdb|createrole = {attributes!r}"
+    grants = psql(stack, "postgres", "SELECT string_agg(pg_get_userbyid(roleid), ',') FROM pg_auth_members "
+                                     f"WHERE member = '{role}'::regrole")
+    assert grants == "pg_read_all_data", f"{role} is a member of {grants!r}"
+
+
+def test_the_backup_role_reads_but_cannot_write(stack):
+    read = backup_psql(stack, "SELECT count(*) > 0 FROM auth_user")
+    assert read.returncode == 0 and read.stdout.strip() == "t", read.stderr
+    for sql in ("DELETE FROM auth_user", "UPDATE auth_user SET is_superuser = true", "CREATE TABLE lp_probe (x int)"):
+        written = backup_psql(stack, sql)
+        assert written.returncode != 0 and "permission denied" in written.stderr, f"{sql}: {written.stderr}"
+
+
+def test_the_backup_service_holds_only_its_own_secrets(stack):
+    mounted = set(stack.exec("backup", ["sh", "-c", "ls /run/secrets"]).split())
+    assert mounted == {"backup_db_password", "restic_password"}, f"backup's secrets: {sorted(mounted)}"
+    assert not {"POSTGRES_PASSWORD", "POSTGRES_PASSWORD_FILE", "BACKUP_DB_PASSWORD"} & set(stack.env("backup"))

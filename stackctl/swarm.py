@@ -170,7 +170,7 @@ def stack_file(stack: Stack, config: dict, web: int, setup_run: str) -> dict:
         if name == "geoserver" and not images.geoserver_included():
             continue
         if name == "backup":
-            continue  # it writes to a folder of one host: on Swarm, `make backup` from that node's cron
+            continue  # it writes to a folder of one host (docs/swarm.md, "Backups in swarm mode")
         one_shot = service.get("restart") == "no"
         service = {k: v for k, v in service.items() if k not in UNSUPPORTED}
         replicas = web if name == "web" else 1

@@ -1,5 +1,6 @@
 """What is reachable from where: only the edge publishes ports; web sits behind it on `front`;
-db and redis sit on `internal`, unreachable from the edge's public side."""
+db and redis sit on `internal`, unreachable from the edge's public side; the backup service
+alone has a second way out (`backup-out`, for an off-site restic repository)."""
 
 import uuid
 
@@ -47,13 +48,13 @@ def _networks(info):
 
 @pytest.fixture(scope="module")
 def networks(stack):
-    """{'internal': name, 'front': name, 'public': name}: the stack's three networks."""
-    return {role: f"{TEST_STACK.project}_{role}" for role in ("internal", "front", "public")}
+    """{role: name} of the stack's four networks."""
+    return {role: f"{TEST_STACK.project}_{role}" for role in ("internal", "front", "public", "backup-out")}
 
 
-def test_only_the_public_network_has_a_route_out(networks):
+def test_only_the_edges_and_the_backup_services_networks_have_a_route_out(networks):
     internal = {role: docker_inspect(name)[0].get("Internal", False) for role, name in networks.items()}
-    assert internal == {"internal": True, "front": True, "public": False}, internal
+    assert internal == {"internal": True, "front": True, "public": False, "backup-out": False}, internal
 
 
 @pytest.mark.parametrize("service, attached", [
@@ -61,6 +62,7 @@ def test_only_the_public_network_has_a_route_out(networks):
     ("web", {"internal", "front"}),
     ("db", {"internal"}),
     ("redis", {"internal"}),
+    ("backup", {"internal", "backup-out"}),
 ])
 def test_each_service_sits_on_its_networks_only(stack, networks, service, attached):
     assert set(_networks(stack.inspect(service))) == {networks[role] for role in attached}

@@ -4,7 +4,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 STACKCTL := python3 -m stackctl
 
-.PHONY: help up down clean logs ps images env lint test unit dev backup restore bench measure page-weight swarm-up swarm-down
+.PHONY: help up down clean logs ps images env lint test unit fuzz dev backup restore bench measure page-weight swarm-up swarm-down
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -38,6 +38,9 @@ lint: ## the static checks alone: shellcheck, ruff, hadolint, compose, yaml, env
 
 unit: ## the app's unit tests alone, against a local PostgreSQL + PostGIS
 	@$(STACKCTL) test tests/unit $(ARGS)
+
+fuzz: ## the bad-input properties, thorough: over 10,000 generated inputs against a test stack, counted; failures kept in build/fuzz-examples
+	@HYPOTHESIS_PROFILE=thorough FUZZ_MIN_INPUTS=$${FUZZ_MIN_INPUTS:-10000} $(STACKCTL) test tests/faults/test_50_badinput.py $(ARGS)
 
 dev: ## run the portal with the app locally, without Docker
 	@$(STACKCTL) dev

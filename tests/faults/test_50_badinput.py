@@ -7,7 +7,10 @@ a known way), so the expected outcome is always "refused" and never depends on t
 validation code as an oracle.
 
 Example counts: profile `stack` (default, `make test`: about a minute) or `thorough`
-(HYPOTHESIS_PROFILE=thorough: thousands of requests, for a manual run).
+(`make fuzz`: over 10,000 inputs). tests/faults/conftest.py counts them and checks the
+database around each property. The thorough profile keeps every failing input in
+build/fuzz-examples, and the next run tries it first; its report also prints the
+`@reproduce_failure` line that replays it.
 """
 from __future__ import annotations
 
@@ -24,11 +27,14 @@ import uuid
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis.database import DirectoryBasedExampleDatabase
 
 from stackctl import docker
 from stackctl.portal import (
     ADD_PATH,
+    APP_PATH,
     CATCHUP_PATH,
+    EVENTS_PATH,
     HYDROGRAPH_ASSIGN_PATH,
     WS_PATH,
     Portal,
@@ -38,7 +44,7 @@ from stackctl.portal import (
     unique_name,
     visible_text,
 )
-from stackctl.settings import Stack
+from stackctl.settings import BUILD_DIR, Stack
 from tests.notifications import ws_headers, ws_origin
 from tethysapp.dam_inventory.validation import MAX_CSV_BYTES
 
@@ -47,14 +53,15 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 settings.register_profile(
-    "thorough", max_examples=1000, deadline=None, database=None,
+    "thorough", max_examples=2000, deadline=None, print_blob=True,
+    database=DirectoryBasedExampleDatabase(str(BUILD_DIR / "fuzz-examples")),
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "stack")
 settings.load_profile(PROFILE)
 # The cheap checks (one GET each) get more examples than the form posts.
-MORE = {"stack": 80, "thorough": 2000}[PROFILE]
-FEW = {"stack": 15, "thorough": 300}[PROFILE]
+MORE = {"stack": 80, "thorough": 4000}[PROFILE]
+FEW = {"stack": 15, "thorough": 600}[PROFILE]
 
 FIELD_MESSAGES = {
     "name": r"\bName (is|must)\b",
@@ -296,6 +303,41 @@ def test_catch_up_query_never_500(admin, since, deleted):
         assert body.get("errors"), f"400 without a message for {params!r}: {body}"
     else:
         assert isinstance(body.get("dams"), list)
+
+
+@settings(max_examples=MORE)
+@given(after=st.one_of(st.text(max_size=12), st.integers(-10**20, 10**20).map(str), st.just(str(2**63))))
+def test_events_query_never_500(admin, after):
+    resp = admin.get(EVENTS_PATH, params={"after": after})
+    assert resp.status_code in (200, 400), f"events after {after!r}: HTTP {resp.status_code}: {resp.text[:300]}"
+    body = resp.json()
+    if resp.status_code == 400:
+        assert body.get("errors"), f"400 without a message for after={after!r}: {body}"
+    else:
+        assert isinstance(body.get("events"), list) and [e["seq"] for e in body["events"]] == sorted(
+            e["seq"] for e in body["events"]), body
+
+
+# Request headers: any name a client may send (but those that frame the request itself) with
+# any value HTTP allows, on a page, the catch-up and the events endpoint.
+TOKEN = string.ascii_letters + string.digits + "!#$%&'*+-.^_`|~"
+FRAMING = {"host", "content-length", "transfer-encoding", "connection", "upgrade", "te", "trailer", "expect"}
+header_names = st.one_of(
+    st.sampled_from(["Cookie", "Accept", "Accept-Language", "Accept-Encoding", "Content-Type", "Range", "If-None-Match",
+                     "If-Modified-Since", "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "X-Real-IP",
+                     "X-Requested-With", "Referer", "Origin", "User-Agent", "Authorization", "Forwarded"]),
+    st.text(alphabet=TOKEN, min_size=1, max_size=30),
+).filter(lambda name: name.lower() not in FRAMING)
+header_values = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=255, exclude_characters="\x7f"),
+                        max_size=300).filter(lambda v: v == v.strip())
+
+
+@settings(max_examples=FEW * 2)
+@given(headers=st.dictionaries(header_names, header_values, min_size=1, max_size=4),
+       path=st.sampled_from([APP_PATH, CATCHUP_PATH, EVENTS_PATH]))
+def test_odd_request_headers_never_500(admin, headers, path):
+    resp = admin.get(path, headers=headers)
+    assert resp.status_code < 500, f"GET {path} with {headers!r}: HTTP {resp.status_code}: {resp.text[:300]}"
 
 
 @settings(max_examples=FEW)

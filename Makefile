@@ -4,7 +4,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 STACKCTL := python3 -m stackctl
 
-.PHONY: help up down clean logs ps images env lint test unit fuzz dev backup restore bench measure page-weight swarm-up swarm-down
+.PHONY: help up down clean logs ps images env lint test unit fuzz soak dev backup restore bench measure page-weight swarm-up swarm-down
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -41,6 +41,10 @@ unit: ## the app's unit tests alone, against a local PostgreSQL + PostGIS
 
 fuzz: ## the bad-input properties, thorough: over 10,000 generated inputs against a test stack, counted; failures kept in build/fuzz-examples
 	@HYPOTHESIS_PROFILE=thorough FUZZ_MIN_INPUTS=$${FUZZ_MIN_INPUTS:-10000} $(STACKCTL) test tests/faults/test_50_badinput.py $(ARGS)
+
+soak: ## SOAK_MINUTES (30) of 1,000 churning clients, traffic and scheduled faults, sampled for leaks; writes docs/reliability.md
+	@SOAK_MINUTES=$${SOAK_MINUTES:-30} SOAK_CLIENTS=$${SOAK_CLIENTS:-1000} SOAK_CLIENT_LIFETIME=$${SOAK_CLIENT_LIFETIME:-120} \
+	  SOAK_FAULT_ROUNDS=$${SOAK_FAULT_ROUNDS:-2} SOAK_REPORT_DIR=$${SOAK_REPORT_DIR:-docs} $(STACKCTL) test tests/soak $(ARGS)
 
 dev: ## run the portal with the app locally, without Docker
 	@$(STACKCTL) dev

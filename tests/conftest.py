@@ -1,7 +1,7 @@
 """One pytest run for every suite (`make test`). This file owns:
 
 - the order and markers of the suites: static, unit, then the suites on the test stack
-  (infra, e2e, browser, faults, and backup last, since it re-creates the stack); select
+  (infra, e2e, browser, faults, soak, and backup last, since it re-creates the stack); select
   with a path (`make test ARGS=tests/e2e`) or a marker (`ARGS='-m "not stack"'`);
 - the rule that only GeoServer may be skipped: it cannot exist on a machine without a
   registry; any other skip is reported as a failure;
@@ -30,8 +30,8 @@ from stackctl.settings import BUILD_DIR, TEST_ASGI_PROCESSES, TEST_STACK
 from tests.stack import TestStack
 
 TESTS = Path(__file__).resolve().parent
-SUITES = ("static", "unit", "infra", "e2e", "browser", "faults", "backup", "swarm")
-STACK_SUITES = {"infra", "e2e", "browser", "faults", "backup"}
+SUITES = ("static", "unit", "infra", "e2e", "browser", "faults", "soak", "backup", "swarm")
+STACK_SUITES = {"infra", "e2e", "browser", "faults", "soak", "backup"}
 ALLOWED_SKIP = re.compile(r"geoserver", re.IGNORECASE)
 RESULTS = BUILD_DIR / "test-results"
 MISSING_SUITES = pytest.StashKey[list]()

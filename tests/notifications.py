@@ -82,6 +82,10 @@ class NotificationClient:
     offline: list[float] = field(default_factory=list)
     closes: list[int | None] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    # Optional observers (the soak campaign's journal): each event applied, and the HTTP
+    # status of each refused handshake.
+    on_event: Callable[[dict], None] | None = None
+    on_refused: Callable[[int], None] | None = None
 
     def __post_init__(self):
         self._changed = asyncio.Event()
@@ -95,6 +99,10 @@ class NotificationClient:
         self._again = False
 
     @property
+    def connected(self) -> bool:
+        return self._ws is not None
+
+    @property
     def worker(self) -> str | None:
         return self.workers[-1] if self.workers else None
 
@@ -103,8 +111,13 @@ class NotificationClient:
         """The dams this client shows now."""
         return set(self.seen) - self.deleted
 
-    async def start(self, timeout: float = 15) -> "NotificationClient":
+    def launch(self) -> "NotificationClient":
+        """Starts connecting (and retrying, like the JS client) without waiting for it."""
         self._task = asyncio.create_task(self._run(), name=self.label)
+        return self
+
+    async def start(self, timeout: float = 15) -> "NotificationClient":
+        self.launch()
         await asyncio.wait_for(self._connected.wait(), timeout)
         return self
 
@@ -129,6 +142,8 @@ class NotificationClient:
             self.seen.setdefault(dam_id, Seen(time.monotonic(), how))
         elif str(event.get("event")) == "dam_deleted":
             self.deleted.add(int(event["id"]))
+        if self.on_event is not None:
+            self.on_event(event)
         self._changed.set()
 
     def _on_message(self, event: Any) -> None:
@@ -226,6 +241,9 @@ class NotificationClient:
                 self.closes.append(exc.rcvd.code if exc.rcvd else 1006)
             except Exception as exc:  # refused, reset, 502 during a restart: retry like the JS
                 self.errors.append(f"{type(exc).__name__}: {exc}"[:200])
+                status = getattr(getattr(exc, "response", None), "status_code", None)
+                if status is not None and self.on_refused is not None:
+                    self.on_refused(int(status))
             finally:
                 self._ws = None
                 if self._dropped_at is None and self.connections:

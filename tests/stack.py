@@ -16,6 +16,12 @@ from stackctl.settings import Stack
 # Tethys names an app's persistent store database <app package>_<setting name>.
 APP_DB = "dam_inventory_primary_db"
 RESULT_MARKER = "@@RESULT@@"
+# psql inside the db container, as the image's superuser, over its local socket; PGPASSWORD from
+# the container's own env (or *_FILE) in case local connections ask for it.
+PSQL = (
+    'PGPASSWORD="${POSTGRES_PASSWORD:-$(cat "${POSTGRES_PASSWORD_FILE:-/dev/null}" 2>/dev/null)}" '
+    'psql -v ON_ERROR_STOP=1 -X -At -U "${POSTGRES_USER:-postgres}" -d "$0" -c "$1"'
+)
 
 
 class TestStack:
@@ -60,6 +66,10 @@ class TestStack:
     def exec(self, service: str, argv, *, input: str | None = None, timeout: float = 120,
              check: bool = True, user: str | None = None) -> str:
         return self.compose.exec(service, argv, user=user, input=input, check=check, timeout=timeout)
+
+    def psql(self, database: str, sql: str, timeout: float = 120) -> str:
+        """SQL's output in DATABASE, unaligned, one row a line, fields split by |."""
+        return self.exec("db", ["sh", "-c", PSQL, database, sql], timeout=timeout).strip()
 
     def host(self, service: str):
         import testinfra

@@ -91,8 +91,7 @@ def pytest_collection_modifyitems(items):
 
 
 def _written() -> str:
-    return TestStack(TEST_STACK).exec("db", ["sh", "-c", 'psql -X -At -U "$POSTGRES_USER" -d "$1" -c "$2"', "sh",
-                                             APP_DB, WRITTEN]).strip()
+    return TestStack(TEST_STACK).psql(APP_DB, WRITTEN)
 
 
 @pytest.hookimpl(wrapper=True)

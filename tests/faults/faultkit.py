@@ -1,14 +1,19 @@
 """The shape every notification fault test shares: clients on every worker, a dam before
-the fault, the fault, a dam after it, and the check that every client has every dam."""
+the fault, the fault, a dam after it, and the check that every client has every dam. And the
+faults themselves, each returning once the stack has recovered from it, for the fault tests
+and for the soak campaign that injects them on a schedule."""
 from __future__ import annotations
 
 import asyncio
 import os
+import random
+import signal
 import time
 from typing import Awaitable, Callable
 
+from stackctl import docker
 from stackctl.portal import Portal, unique_name
-from tests.notifications import NotificationClient, open_clients_on_every_worker
+from tests.notifications import NotificationClient, open_clients_on_every_worker, wait_until
 
 # The issue's bound: the next dam reaches every client (live or by catch-up) within 5 s.
 # It is a deadline for a functional property, not a speed measurement (speed: make bench).
@@ -60,3 +65,49 @@ async def with_clients(portal: Portal, workers: int, per_worker: int,
 
 def run(coro):
     return asyncio.run(coro)
+
+
+# ------------------------------------------------------------------------------ the faults
+# How long each service may take to be healthy again (web runs Salt and loads Django first).
+RECOVERY_TIMEOUT = {"redis": 90, "db": 120, "web": 180}
+
+
+def restart(stack, service: str, grace: int = 30) -> None:
+    """`docker restart` (SIGTERM, then SIGKILL after GRACE s), until healthy again."""
+    docker.docker("restart", "-t", str(grace), stack.container_id(service), timeout=grace + 90)
+    stack.wait_healthy(service, timeout=RECOVERY_TIMEOUT[service])
+
+
+def kill_redis(stack) -> None:
+    """A crash, not a stop: SIGKILL to the server from outside, so Docker's restart policy
+    (not `docker start`) has to bring it back."""
+    redis = stack.container_id("redis")
+    old_pid = docker.inspect(redis)[0]["State"]["Pid"]
+    assert old_pid, "redis container has no running process"
+    os.kill(old_pid, signal.SIGKILL)
+    wait_until(lambda: docker.inspect(redis)[0]["State"]["Pid"] not in (0, old_pid),
+               60, 0.5, "redis restarted by its restart policy after SIGKILL")
+    stack.wait_healthy("redis", timeout=RECOVERY_TIMEOUT["redis"])
+
+
+def kill_worker(stack, worker: int | None = None) -> int:
+    """SIGKILLs ASGI worker WORKER (default: one at random) and waits until supervisord has
+    started a new one -> the worker's number."""
+    web = stack.container_id("web")
+    workers = docker.daphne_workers(web)
+    worker = worker if worker is not None else random.choice(sorted(workers))
+    pid = workers[worker]
+    os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: docker.daphne_workers(web).get(worker) not in (None, pid),
+               60, 0.5, f"supervisord restarting ASGI worker {worker}")
+    return worker
+
+
+# The fault suite's faults by name, each (stack) -> None, returning once recovered.
+FAULTS: dict[str, Callable] = {
+    "redis restart": lambda stack: restart(stack, "redis", grace=10),
+    "redis SIGKILL": kill_redis,
+    "db restart": lambda stack: restart(stack, "db"),
+    "worker SIGKILL": kill_worker,
+    "web restart": lambda stack: restart(stack, "web"),
+}

@@ -6,13 +6,10 @@ id they saw), so a dam reaches a client either live or through the catch-up endp
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 
 from stackctl import docker
 from stackctl.portal import Portal, add_succeeded, unique_name, visible_text
 from tests.faults import faultkit as fk
-from tests.notifications import wait_until
 
 
 def _dam_id_by_name(portal: Portal, name: str) -> int | None:
@@ -57,23 +54,11 @@ def test_redis_stopped_and_restarted_loses_no_dam(stack, portal, containers, asg
     fk.run(fk.with_clients(portal, asgi_processes, 2, body))
 
 
-def test_redis_sigkilled_loses_no_dam(stack, portal, containers, asgi_processes):
-    redis = containers["redis"]
-
+def test_redis_sigkilled_loses_no_dam(stack, portal, asgi_processes):
     async def body(clients):
         before = await fk.baseline_dam(portal, clients, "before-redis-kill")
 
-        old_pid = docker.inspect(redis)[0]["State"]["Pid"]
-        assert old_pid, "redis container has no running process"
-        # A crash, not a stop: SIGKILL to the server from outside, so Docker's restart policy
-        # (not `docker start`) has to bring it back.
-        os.kill(old_pid, signal.SIGKILL)
-        await asyncio.to_thread(
-            wait_until,
-            lambda: docker.inspect(redis)[0]["State"]["Pid"] not in (0, old_pid),
-            60, 0.5, "redis restarted by its restart policy after SIGKILL",
-        )
-        await asyncio.to_thread(stack.wait_healthy, "redis", timeout=90)
+        await asyncio.to_thread(fk.kill_redis, stack)
 
         after, t = await fk.add_dam(portal, "after-redis-kill")
         missing = await fk.missing_after(clients, {before, after}, t)

@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import asyncio
 
-from stackctl import docker
 from tests.faults import faultkit as fk
 
 
-def test_web_restart_clients_reconnect_catch_up_and_dams_persist(stack, portal, containers, asgi_processes):
-    web = containers["web"]
-
+def test_web_restart_clients_reconnect_catch_up_and_dams_persist(stack, portal, asgi_processes):
     async def body(clients):
         before = await fk.baseline_dam(portal, clients, "before-web-restart")
 
-        await asyncio.to_thread(docker.docker, "restart", "-t", "30", web, timeout=120)
-        await asyncio.to_thread(stack.wait_healthy, "web", timeout=180)
+        await asyncio.to_thread(fk.restart, stack, "web")
 
         names = {d["name"]: int(d["id"]) for d in await asyncio.to_thread(portal.dams_since)}
         assert before in names.values(), "a dam added before the web restart is gone after it"

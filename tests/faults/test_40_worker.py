@@ -3,17 +3,15 @@ notice nothing, the ones on the killed worker reconnect and catch up."""
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import time
 
 from stackctl import docker
 from stackctl.portal import WORKER_HEADER
 from tests.faults import faultkit as fk
-from tests.notifications import NotificationClient, wait_until
+from tests.notifications import NotificationClient
 
 
-def test_killed_asgi_worker_is_restarted_and_others_notice_nothing(portal, containers, asgi_processes):
+def test_killed_asgi_worker_is_restarted_and_others_notice_nothing(stack, portal, containers, asgi_processes):
     web = containers["web"]
     assert asgi_processes >= 2, "this test needs at least two ASGI workers (the test stack runs 3)"
     workers = docker.daphne_workers(web)
@@ -24,14 +22,7 @@ def test_killed_asgi_worker_is_restarted_and_others_notice_nothing(portal, conta
 
         victim = clients[0].worker
         assert victim and victim.isdigit(), f"no {WORKER_HEADER} header on the handshake: {victim!r}"
-        pid = workers[int(victim)]
-        os.kill(pid, signal.SIGKILL)
-
-        await asyncio.to_thread(
-            wait_until,
-            lambda: docker.daphne_workers(web).get(int(victim)) not in (None, pid),
-            60, 0.5, f"supervisord restarting ASGI worker {victim}",
-        )
+        await asyncio.to_thread(fk.kill_worker, stack, int(victim))
         after, t = await fk.add_dam(portal, "after-worker-kill")
         missing = await fk.missing_after(clients, {before, after}, t)
         assert not missing, f"dams missing after the worker kill: {missing} ({fk.describe(clients)})"

@@ -6,35 +6,24 @@ import pytest
 
 from tests.stack import APP_DB
 
-# psql inside the db container, as the image's superuser, over its local socket; PGPASSWORD from
-# the container's own env (or *_FILE) in case local connections ask for it.
-PSQL = (
-    'PGPASSWORD="${POSTGRES_PASSWORD:-$(cat "${POSTGRES_PASSWORD_FILE:-/dev/null}" 2>/dev/null)}" '
-    'psql -v ON_ERROR_STOP=1 -X -At -U "${POSTGRES_USER:-postgres}" -d "$0" -c "$1"'
-)
-
-
-def psql(stack, database, sql):
-    return stack.exec("db", ["sh", "-c", PSQL, database, sql]).strip()
-
 
 def test_db_has_the_portal_and_app_databases(stack):
-    names = set(psql(stack, "postgres", "SELECT datname FROM pg_database").split())
+    names = set(stack.psql("postgres", "SELECT datname FROM pg_database").split())
     portal = stack.env("web").get("TETHYS_DB_NAME", "tethys_platform")
     assert portal in names, f"portal database {portal!r} missing: {sorted(names)}"
     assert APP_DB in names, f"app database {APP_DB!r} missing: {sorted(names)}"
 
 
 def test_app_database_has_postgis(stack):
-    version = psql(stack, APP_DB, "SELECT extversion FROM pg_extension WHERE extname = 'postgis'")
+    version = stack.psql(APP_DB, "SELECT extversion FROM pg_extension WHERE extname = 'postgis'")
     assert version.startswith("3."), f"postgis extension in {APP_DB}: {version!r}"
     # and it works, not merely registered
-    assert psql(stack, APP_DB, "SELECT ST_AsText(ST_SetSRID(ST_MakePoint(1, 2), 4326))") == "POINT(1 2)"
+    assert stack.psql(APP_DB, "SELECT ST_AsText(ST_SetSRID(ST_MakePoint(1, 2), 4326))") == "POINT(1 2)"
 
 
 def test_dam_geometries_are_srid_4326(stack):
-    rows = psql(
-        stack, APP_DB,
+    rows = stack.psql(
+        APP_DB,
         "SELECT f_table_name || ':' || srid || ':' || type FROM geometry_columns",
     ).split()
     assert rows, f"no geometry column in {APP_DB}"

@@ -10,7 +10,6 @@ import pytest
 
 from stackctl import docker
 from stackctl.envfiles import stack_value
-from tests.infra.test_db_redis import psql
 from tests.stack import APP_DB
 
 PRIVILEGES = ("rolsuper", "rolcreatedb", "rolcreaterole")
@@ -58,16 +57,16 @@ def test_web_has_no_file_holding_the_admin_password(stack):
 @pytest.mark.parametrize("attribute", PRIVILEGES)
 def test_serving_roles_hold_no_privilege(stack, attribute):
     roles = serving_roles(stack)
-    rows = psql(stack, "postgres", f"SELECT rolname || '=' || {attribute} FROM pg_roles "
+    rows = stack.psql("postgres", f"SELECT rolname || '=' || {attribute} FROM pg_roles "
                 f"WHERE rolname IN ({', '.join(repr(r) for r in roles)})").split()
     assert sorted(rows) == sorted(f"{role}=false" for role in roles), f"{attribute}: {rows}"
 
 
 def test_app_store_database_is_owned_by_the_store_role_and_has_postgis(stack):
     store_role = stack.env("web").get("TETHYS_DB_SUPERUSER", "tethys_super")
-    owner = psql(stack, "postgres", f"SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = '{APP_DB}'")
+    owner = stack.psql("postgres", f"SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = '{APP_DB}'")
     assert owner == store_role, f"{APP_DB} is owned by {owner!r}"
-    assert psql(stack, APP_DB, "SELECT count(*) FROM pg_extension WHERE extname = 'postgis'") == "1"
+    assert stack.psql(APP_DB, "SELECT count(*) FROM pg_extension WHERE extname = 'postgis'") == "1"
 
 
 # Run with the portal's Python in web (its network, its driver): each serving role, with its
@@ -122,9 +121,9 @@ def backup_psql(stack, sql: str):
 
 def test_the_backup_role_holds_no_privilege_and_only_the_read_grant(stack):
     role = stack.env_file("backup").get("BACKUP_DB_USERNAME", "tethys_backup")
-    attributes = psql(stack, "postgres", f"SELECT {', '.join(PRIVILEGES)} FROM pg_roles WHERE rolname = '{role}'")
+    attributes = stack.psql("postgres", f"SELECT {', '.join(PRIVILEGES)} FROM pg_roles WHERE rolname = '{role}'")
     assert attributes == "f|f|f", f"{role}: superuser|createdb|createrole = {attributes!r}"
-    grants = psql(stack, "postgres", "SELECT string_agg(pg_get_userbyid(roleid), ',') FROM pg_auth_members "
+    grants = stack.psql("postgres", "SELECT string_agg(pg_get_userbyid(roleid), ',') FROM pg_auth_members "
                                      f"WHERE member = '{role}'::regrole")
     assert grants == "pg_read_all_data", f"{role} is a member of {grants!r}"
 

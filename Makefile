@@ -44,7 +44,7 @@ fuzz: ## the bad-input properties, thorough: over 10,000 generated inputs agains
 
 soak: ## SOAK_MINUTES (30) of 1,000 churning clients, traffic and scheduled faults, sampled for leaks; writes docs/reliability.md
 	@SOAK_MINUTES=$${SOAK_MINUTES:-30} SOAK_CLIENTS=$${SOAK_CLIENTS:-1000} SOAK_CLIENT_LIFETIME=$${SOAK_CLIENT_LIFETIME:-120} \
-	  SOAK_FAULT_ROUNDS=$${SOAK_FAULT_ROUNDS:-2} SOAK_REPORT_DIR=$${SOAK_REPORT_DIR:-docs} $(STACKCTL) test tests/soak $(ARGS)
+	  SOAK_REPORT_DIR=$${SOAK_REPORT_DIR:-docs} $(STACKCTL) test tests/soak $(ARGS)
 
 dev: ## run the portal with the app locally, without Docker
 	@$(STACKCTL) dev

@@ -133,8 +133,9 @@ def archive_name(project_name: str, when: datetime.datetime) -> str:
     return f"{project_name}-{when.strftime(STAMP_FORMAT)}.tar"
 
 
-def run(argv: list[str], what: str, **kwargs) -> subprocess.CompletedProcess:
-    proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, **kwargs)
+def run(argv: list[str], what: str, stdout=subprocess.PIPE, **kwargs) -> subprocess.CompletedProcess:
+    """ARGV's completed process (its output captured, or written to the file STDOUT)."""
+    proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=stdout, stderr=subprocess.PIPE, **kwargs)
     if proc.returncode != 0:
         raise BackupError(f"{what} failed (exit {proc.returncode}): {proc.stderr.decode(errors='replace')[-1500:]}")
     return proc
@@ -159,16 +160,12 @@ class Database:
 
     def dump_roles(self, target: Path) -> None:
         with target.open("wb") as out:
-            proc = subprocess.run(["pg_dumpall", "--roles-only", "--no-role-passwords", "-l", "postgres"],
-                                  stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.PIPE, env=self.env)
-        if proc.returncode != 0:
-            raise BackupError(f"pg_dumpall --roles-only failed: {proc.stderr.decode(errors='replace')[-1500:]}")
+            run(["pg_dumpall", "--roles-only", "--no-role-passwords", "-l", "postgres"],
+                f"pg_dumpall --roles-only as {self.user}", stdout=out, env=self.env)
 
     def dump(self, name: str, target: Path) -> None:
-        proc = subprocess.run(["pg_dump", "--format=custom", f"--file={target}", f"--dbname={name}"],
-                              stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, env=self.env)
-        if proc.returncode != 0:
-            raise BackupError(f"pg_dump of {name} as {self.user} failed: {proc.stderr.decode(errors='replace')[-1500:]}")
+        run(["pg_dump", "--format=custom", f"--file={target}", f"--dbname={name}"],
+            f"pg_dump of {name} as {self.user}", env=self.env)
 
 
 def archive_volume(source: str, target: Path) -> None:

@@ -27,6 +27,7 @@ import asyncio
 import math
 import os
 import random
+import threading
 import time
 from array import array
 from dataclasses import dataclass, field
@@ -79,7 +80,7 @@ class Plan:
     delete_every: float = 4.0
     page_every: float = 2.0
     sample_every: float = 10.0
-    fault_rounds: int = 1  # each fault of faultkit.FAULTS this many times
+    fault_rounds: int = 1  # each fault of faultkit.FAULTS this many times (web restart last)
 
     @classmethod
     def from_env(cls) -> "Plan":
@@ -136,14 +137,17 @@ class Record:
     deliveries: int = 0
     catch_ups: int = 0
     final: dict = field(default_factory=dict)  # the end state (tests/soak/verdicts.py)
+    # HTTP answers are counted in the threads that send the requests.
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def now(self) -> float:
         return time.monotonic() - self.started
 
     def answered(self, status: int, what: str) -> None:
-        self.statuses[status] = self.statuses.get(status, 0) + 1
-        if status >= 500:
-            self.server_errors.append((self.now(), status, what))
+        with self.lock:
+            self.statuses[status] = self.statuses.get(status, 0) + 1
+            if status >= 500:
+                self.server_errors.append((self.now(), status, what))
 
     def unanswered(self, what: str, exc: Exception) -> None:
         self.failures.append((self.now(), f"{what}: {type(exc).__name__}: {exc}"[:300]))

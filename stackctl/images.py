@@ -273,46 +273,37 @@ def build_local_images() -> None:
 
 
 # ----------------------------------------------------------------------------- edge, web
-def build_edge() -> str:
-    """The edge (nginx + certbot from Debian packages) on the chosen base."""
-    variables = compose_variables()
-    image, base = variables["EDGE_IMAGE"], variables["BASE_IMAGE"]
-    digest = inputs_digest(["images/edge"], f"base={docker.image_id(base)}")
+def build_on_base(name: str, image: str, what: str, **args: str) -> str:
+    """IMAGE from images/NAME on the chosen base (BASE_IMAGE and ARGS as build arguments),
+    rebuilt only when its inputs changed."""
+    base = compose_variables()["BASE_IMAGE"]
+    digest = inputs_digest([f"images/{name}"], f"base={docker.image_id(base)}", *(f"{k}={v}" for k, v in sorted(args.items())))
+    args = {"BASE_IMAGE": base, **args}
     if _current(image, digest):
         say(f"{image} is up to date")
         return image
-    say(f"building {image} from {base}: nginx and certbot from Debian packages")
+    say(f"building {image} from {base}: {what}")
     with tempfile.TemporaryDirectory() as tmp:
-        _docker_build(image, _context("edge", Path(tmp), {}), digest, {"BASE_IMAGE": base})
+        _docker_build(image, _context(name, Path(tmp), {}), digest, args)
     return image
+
+
+def build_edge() -> str:
+    """The edge (nginx + certbot from Debian packages)."""
+    return build_on_base("edge", compose_variables()["EDGE_IMAGE"], "nginx and certbot from Debian packages")
 
 
 def build_backup() -> str:
     """The backup writer (images/backup): pg_dump of the db server's major, APScheduler and
-    restic from Debian packages, on the chosen base."""
-    variables = compose_variables()
-    image, base = variables["BACKUP_IMAGE"], variables["BASE_IMAGE"]
+    restic from Debian packages."""
     major = versions()["POSTGRES_MAJOR"]
-    digest = inputs_digest(["images/backup"], f"base={docker.image_id(base)}", f"postgres={major}")
-    if _current(image, digest):
-        say(f"{image} is up to date")
-        return image
-    say(f"building {image} from {base}: PostgreSQL {major} client, APScheduler and restic from Debian packages")
-    with tempfile.TemporaryDirectory() as tmp:
-        _docker_build(image, _context("backup", Path(tmp), {}), digest, {"BASE_IMAGE": base, "POSTGRES_MAJOR": major})
-    return image
+    return build_on_base("backup", compose_variables()["BACKUP_IMAGE"],
+                         f"PostgreSQL {major} client, APScheduler and restic from Debian packages", POSTGRES_MAJOR=major)
 
 
 def build_test_image(name: str, pin: str, what: str) -> str:
-    """A server only the tests run (images/NAME, on the chosen base), built on demand."""
-    base = compose_variables()["BASE_IMAGE"]
-    image = versions()[pin]
-    digest = inputs_digest([f"images/{name}"], f"base={docker.image_id(base)}")
-    if not _current(image, digest):
-        say(f"building {image} ({what})")
-        with tempfile.TemporaryDirectory() as tmp:
-            _docker_build(image, _context(name, Path(tmp), {}), digest, {"BASE_IMAGE": base})
-    return image
+    """A server only the tests run (images/NAME), built on demand."""
+    return build_on_base(name, versions()[pin], what)
 
 
 def build_pebble() -> str:

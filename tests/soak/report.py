@@ -44,8 +44,13 @@ def latency_by_minute(record: Record) -> list[tuple[int, int, float, float]]:
             for minute, values in sorted(record.latency.items())]
 
 
+# How a series is named where a figure draws more than one metric.
+METRIC_NAMES = {"redis_memory": "memory (MiB)", "group": "group members"}
+
+
 def _series_label(key: str) -> str:
     metric, label, incarnation = key.split("|")
+    label = f"{METRIC_NAMES[metric]}, {label}" if metric in METRIC_NAMES else label
     return label if incarnation == "-" else f"{label} ({incarnation})"
 
 

@@ -26,6 +26,8 @@ and writes docs/benchmarks.md and its plot.
 Knobs (env): BENCH_CLIENTS (100,1000,5000), BENCH_DAMS (20), BENCH_RATE (2 dams/s),
 BENCH_BURST_CLIENTS (100), BENCH_BURST_RATE (50), BENCH_BURST_SECONDS (30),
 BENCH_CONFIGS ("ours ref"), BENCH_OURS_ASGI_PROCESSES (the example's default),
+BENCH_STORM_CLIENTS (5000; 0: no reconnect storm, tests/bench/storm.py, run on ours after its
+fan-out runs; `--storm-only` runs it alone),
 BENCH_EDGE (1; 0: ours straight to web only), BENCH_KEEP=1 (leave the stacks up),
 BENCH_NO_REPORT=1 (results JSON only),
 BENCH_NO_BUILD=1 (run the images as they are, without checking them against their inputs).
@@ -35,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import shutil
 import subprocess
@@ -72,6 +75,8 @@ EDGE_URL = "https://edge:8443"
 CONTAINER_CA = "/bench-ca/local_ca.crt"
 # The results through the edge go to OUT/<config><EDGE_SUFFIX>/ (report.py reads ours-edge/).
 EDGE_SUFFIX = "-edge"
+# The reconnect storm's results: OUT/<STORM_DIR>/storm.json (report.py reads it).
+STORM_DIR = "storm"
 # Between two load-generator runs on one stack: the first run's closed sockets leave the
 # workers and Redis before the second opens its own.
 BETWEEN_RUNS_S = 5
@@ -250,25 +255,24 @@ def ca_mount(cfg: str, stack: Stack) -> list[str]:
     return ["-v", f"{ca}:{CONTAINER_CA}:ro"]
 
 
-def run_fanout(cfg: str, stack: Stack, web: str, clients: str, web_image: str, route: Route) -> None:
-    """The load generator: tests/bench/fanout.py in a container of the web image (its Python has
-    requests; the WebSocket client is tests/bench/rawws.py, stdlib only), on the stack's `front`
-    network (where the edge and web are) and in the web container's pid namespace (to read the
-    workers' memory). No docker-proxy in the path, and the load stays between the stack's own
-    containers. web's nginx believes forwarded headers from all of `front`: the generator sends
-    none, so straight to web it is a plain-HTTP client and through the edge the edge's. WEB: the
-    web container whose workers' memory is read (under Swarm, one of the tasks)."""
+def loadgen(cfg: str, stack: Stack, web: str, web_image: str, route: Route, nofile: int,
+            script: str, *args: str, interactive: bool = False) -> tuple[list[str], dict[str, str]]:
+    """(argv, env) of a load generator: tests/bench/SCRIPT in a container of the web image (its
+    Python has requests; the WebSocket client is tests/bench/rawws.py, stdlib only), on the
+    stack's `front` network (where the edge and web are) and in the web container's pid
+    namespace (to read the workers' memory). No docker-proxy in the path, and the load stays
+    between the stack's own containers. web's nginx believes forwarded headers from all of
+    `front`: the generator sends none, so straight to web it is a plain-HTTP client and
+    through the edge the edge's. WEB: the web container whose workers' memory is read (under
+    Swarm, one of the tasks). NOFILE: descriptors it may open (one per client, plus margin)."""
     if not web or docker.container_state(web) not in ("healthy", "running"):
         raise StackError(f"{cfg}: no running web container")
-    (OUT / route.label).mkdir(parents=True, exist_ok=True)
-    # One descriptor per client, plus the senders' and Python's own.
-    nofile = max(int(n) for n in clients.split(",") if n.strip()) + 1024
     # The admin login goes in the environment: the env files are root's only.
     env = dict(os.environ,
                PORTAL_SUPERUSER_NAME=read_env_file(stack.env_file("web")).get("PORTAL_SUPERUSER_NAME") or "admin",
                PORTAL_SUPERUSER_PASSWORD=stack_value(stack, "web", "PORTAL_SUPERUSER_PASSWORD") or "")
     argv = [
-        "docker", "run", "--rm", "--name", f"{stack.project}-loadgen",
+        "docker", "run", "--rm", *(["-i"] if interactive else []), "--name", f"{stack.project}-loadgen",
         "--network", f"{stack.project}_front", "--pid", f"container:{web}",
         "--ulimit", f"nofile={nofile}:{nofile}", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
         "-e", "PORTAL_SUPERUSER_NAME", "-e", "PORTAL_SUPERUSER_PASSWORD", "-e", "PYTHONDONTWRITEBYTECODE=1",
@@ -277,19 +281,56 @@ def run_fanout(cfg: str, stack: Stack, web: str, clients: str, web_image: str, r
         "-v", f"{ROOT / 'stackctl'}:{CONTAINER_ROOT}/stackctl:ro",
         *(ca_mount(cfg, stack) if route.tls else []),
         "--entrypoint", WEB_PYTHON, web_image,
-        f"{CONTAINER_ROOT}/tests/bench/fanout.py", "--url", route.url, "--project", "-",
+        f"{CONTAINER_ROOT}/tests/bench/{script}", "--url", route.url,
+        *(["--ca-file", CONTAINER_CA] if route.tls else []), *args,
+    ]
+    return argv, env
+
+
+def run_fanout(cfg: str, stack: Stack, web: str, clients: str, web_image: str, route: Route) -> None:
+    """tests/bench/fanout.py: N clients, steady adds, then the burst; results in
+    OUT/<route>/fanout.json."""
+    (OUT / route.label).mkdir(parents=True, exist_ok=True)
+    nofile = max(int(n) for n in clients.split(",") if n.strip()) + 1024
+    argv, env = loadgen(
+        cfg, stack, web, web_image, route, nofile, "fanout.py", "--project", "-",
         "--label", route.label, "--clients", clients,
-        *(["--ca-file", CONTAINER_CA] if route.tls else []),
         "--dams", knob("BENCH_DAMS", "20"), "--rate", knob("BENCH_RATE", "2"),
         "--burst-clients", knob("BENCH_BURST_CLIENTS", "100"), "--burst-rate", knob("BENCH_BURST_RATE", "50"),
         "--burst-seconds", knob("BENCH_BURST_SECONDS", "30"), "--out", "-",
-    ]
+    )
     say(f"{cfg}: load generator to {route.url}, results in {(OUT / route.label).relative_to(ROOT)}")
     # stdout is the results JSON; the generator's progress goes on to stderr as it happens.
     with (OUT / route.label / "fanout.json").open("w") as results:
         proc = subprocess.run(argv, env=env, stdout=results, stdin=subprocess.DEVNULL)
     if proc.returncode != 0:
         raise StackError(f"{route.label}: the load generator failed (its log is above)")
+
+
+def run_storm(cfg: str, compose: Compose, web_image: str, clients: int) -> None:
+    """tests/bench/storm.py: Redis restarted under CLIENTS connected clients, straight to web.
+    The generator cannot reach Redis, so this restarts it when the generator says it is ready
+    (the conversation is in storm.py). Results in OUT/storm/storm.json; a miss shows in the
+    report's targets."""
+    out = OUT / STORM_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    argv, env = loadgen(cfg, compose.stack, compose.container_id("web"), web_image, Route(STORM_DIR, WEB_URL),
+                        clients + 1024, "storm.py", "--clients", str(clients), interactive=True)
+    say(f"{cfg}: reconnect storm, {clients} clients; Redis is restarted under them")
+    with subprocess.Popen(argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as proc:
+        try:
+            if proc.stdout.readline().strip() != "ready":
+                raise StackError(f"{cfg}: the storm's load generator did not get ready (its log is above)")
+            proc.stdin.write("restarting\n")
+            proc.stdin.flush()
+            docker.docker("restart", "-t", "10", compose.container_id("redis"), timeout=120)
+            wait_healthy(compose, ("redis",), RESTART_TIMEOUT, quiet=True)
+            proc.stdin.write("back\n")
+            proc.stdin.flush()
+            (out / "storm.json").write_text(proc.stdout.read())
+        finally:
+            if proc.poll() is None:
+                proc.wait(timeout=300)
 
 
 def write_image_info(web_image: str) -> None:
@@ -311,8 +352,11 @@ def main(argv: list[str]) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--no-build", action="store_true", default=bool(os.environ.get("BENCH_NO_BUILD")),
                         help="run the images as they are (BENCH_NO_BUILD=1)")
+    parser.add_argument("--storm-only", action="store_true",
+                        help="ours, the reconnect storm alone: no fan-out runs, no report")
     args = parser.parse_args(argv[1:] if argv[:1] == ["--"] else argv)
-    configs = knob("BENCH_CONFIGS", "ours ref").split()
+    configs = ["ours"] if args.storm_only else knob("BENCH_CONFIGS", "ours ref").split()
+    storm_clients = int(knob("BENCH_STORM_CLIENTS", "5000"))
     clients = knob("BENCH_CLIENTS", "100,1000,5000")
     keep = bool(os.environ.get("BENCH_KEEP"))
     for cfg in configs:
@@ -328,18 +372,23 @@ def main(argv: list[str]) -> int:
     try:
         for cfg in configs:
             (OUT / cfg).mkdir(parents=True, exist_ok=True)
-            # An earlier run's results through the edge must not be reported beside this run's.
+            # An earlier run's results must not be reported beside this run's.
             (OUT / (cfg + EDGE_SUFFIX) / "fanout.json").unlink(missing_ok=True)
+            if cfg == "ours":
+                (OUT / STORM_DIR / "storm.json").unlink(missing_ok=True)
             if cfg == "swarm":
                 stack = start_swarm(cfg)
                 web = swarm.task_containers(stack, "web")[0]
             else:
                 compose = start_and_time(cfg)
                 stack, web = compose.stack, compose.container_id("web")
-            for i, route in enumerate(routes(cfg)):
+            for i, route in enumerate([] if args.storm_only else routes(cfg)):
                 if i:
                     time.sleep(BETWEEN_RUNS_S)
                 run_fanout(cfg, stack, web, clients, web_image, route)
+            if cfg == "ours" and storm_clients > 0:
+                time.sleep(BETWEEN_RUNS_S)
+                run_storm(cfg, compose, web_image, storm_clients)
             if not keep:
                 remove_stack(cfg)
     except BaseException:
@@ -348,6 +397,10 @@ def main(argv: list[str]) -> int:
             for cfg in configs:
                 remove_stack(cfg)
         raise
+    if args.storm_only:
+        result = json.loads((OUT / STORM_DIR / "storm.json").read_text())
+        print(json.dumps(result, indent=1))
+        return 0 if result["ok"] else 1
     write_image_info(web_image)
     if not os.environ.get("BENCH_NO_REPORT"):
         report()

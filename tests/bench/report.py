@@ -122,6 +122,21 @@ def verdicts(ours, edge=None) -> list[tuple[str, str, str]]:
     return rows
 
 
+def storm_verdict(storm) -> list[tuple[str, str, str]]:
+    """The reconnect storm's row (tests/bench/storm.py), when the run made one."""
+    if storm is None:
+        return []
+    target = f"Redis restarted under {storm['clients']:,} clients: every client holds every dam within " \
+             f"{storm['target_seconds']:.0f} s, no 5xx from the catch-up"
+    return [(target, "met" if storm["ok"] else "MISSED",
+             f"{storm['holding_every_dam_within_target']:,}/{storm['clients']:,} within the target "
+             f"({storm['connected']:,} connected), p50 {fmt(storm['caught_up_p50_s'], ' s')}, "
+             f"p99 {fmt(storm['caught_up_p99_s'], ' s')}, max {fmt(storm['caught_up_max_s'], ' s')} after the "
+             f"restart (Redis healthy after {storm['redis_back_after_s']} s); {storm['catch_up_requests']:,} "
+             f"catch-ups {storm['catch_up_statuses']}, peak {storm['catch_up_peak_per_second']:,}/s; "
+             f"{storm['reconnections']:,} reconnections, {storm['handshakes_refused']:,} handshakes refused")]
+
+
 def table(ours, ref, edge=None, swarm=None) -> str:
     out = ["| clients | config | connected | delivery | p50 ms | p99 ms | max ms | daphne KiB/conn | "
            "nginx KiB/conn | workers |",
@@ -240,7 +255,9 @@ def main(out_dir: str) -> int:
     swarm = load(out / SWARM_DIR / "fanout.json")
     st_ours, st_ref = load(out / "ours" / "startup.json"), load(out / "ref" / "startup.json")
     image = load(out / "image.json")
-    verdict_rows = verdicts(ours, edge) + (swarm_verdicts(edge, swarm) if swarm is not None else [])
+    storm = load(out / "storm" / "storm.json")
+    verdict_rows = (verdicts(ours, edge) + (swarm_verdicts(edge, swarm) if swarm is not None else [])
+                    + storm_verdict(storm))
 
     text = [
         f"Measured {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC on {platform.node()} "

@@ -309,28 +309,48 @@ def run_fanout(cfg: str, stack: Stack, web: str, clients: str, web_image: str, r
 
 def run_storm(cfg: str, compose: Compose, web_image: str, clients: int) -> None:
     """tests/bench/storm.py: Redis restarted under CLIENTS connected clients, straight to web.
-    The generator cannot reach Redis, so this restarts it when the generator says it is ready
+    The generator cannot reach Redis, so this stops and starts it when the generator says so
     (the conversation is in storm.py). Results in OUT/storm/storm.json; a miss shows in the
     report's targets."""
     out = OUT / STORM_DIR
     out.mkdir(parents=True, exist_ok=True)
+    redis = compose.container_id("redis")
     argv, env = loadgen(cfg, compose.stack, compose.container_id("web"), web_image, Route(STORM_DIR, WEB_URL),
                         clients + 1024, "storm.py", "--clients", str(clients), interactive=True)
-    say(f"{cfg}: reconnect storm, {clients} clients; Redis is restarted under them")
+    say(f"{cfg}: reconnect storm, {clients} clients; Redis is stopped and started under them")
     with subprocess.Popen(argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as proc:
+
+        def hear(expected: str) -> None:
+            line = proc.stdout.readline().strip()
+            if line != expected:
+                raise StackError(f"{cfg}: the storm's load generator said {line!r}, not {expected!r} (its log is above)")
+
+        def answer(line: str) -> None:
+            proc.stdin.write(line + "\n")
+            proc.stdin.flush()
+
         try:
-            if proc.stdout.readline().strip() != "ready":
-                raise StackError(f"{cfg}: the storm's load generator did not get ready (its log is above)")
-            proc.stdin.write("restarting\n")
-            proc.stdin.flush()
-            docker.docker("restart", "-t", "10", compose.container_id("redis"), timeout=120)
+            hear("ready")
+            docker.docker("stop", "-t", "10", redis, timeout=60)
+            answer("down")
+            hear("added")
+            docker.docker("start", redis)
             wait_healthy(compose, ("redis",), RESTART_TIMEOUT, quiet=True)
-            proc.stdin.write("back\n")
-            proc.stdin.flush()
-            (out / "storm.json").write_text(proc.stdout.read())
+            answer("back")
+            results = proc.stdout.read()
+        except BaseException:
+            docker.docker("rm", "-f", f"{compose.stack.project}-loadgen", check=False)  # not left waiting
+            raise
         finally:
-            if proc.poll() is None:
-                proc.wait(timeout=300)
+            if docker.container_state(redis) not in ("healthy", "running", "starting"):
+                docker.docker("start", redis, check=False)
+            proc.wait(timeout=600)
+    try:
+        json.loads(results)
+    except ValueError:
+        raise StackError(f"{cfg}: the storm's load generator gave no results (exit {proc.returncode}; "
+                         "its log is above)") from None
+    (out / "storm.json").write_text(results)
 
 
 def write_image_info(web_image: str) -> None:

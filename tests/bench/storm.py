@@ -15,9 +15,10 @@ a gap or a sync message ahead makes a catch-up, a drop makes a reconnect after 1
 30 s, half of it random.
 
 This container cannot reach Redis (it is on `internal` only), so the host restarts it. The
-conversation, one line each way: this prints "ready" when every client is connected; the host
-answers "restarting", restarts Redis, waits until it is healthy and answers "back"; this prints
-the results JSON.
+conversation, a line at a time: this prints "ready" when every client is connected; the host
+stops Redis and answers "down"; this adds a dam (saved, but nobody can be told) and prints
+"added"; the host starts Redis, waits until it is healthy and answers "back"; this adds another
+dam and, once every client holds both or the time is up, prints the results JSON.
 """
 
 from __future__ import annotations
@@ -146,13 +147,22 @@ class StormClient:
         base = min(BACKOFF_MAX, BACKOFF_MIN * 2 ** attempts)
         return base / 2 + random.random() * base / 2
 
+    async def _connect(self):
+        shared = self.shared
+        return await rawws.connect(shared.ws_url, shared.headers, shared.url, self.on_text,
+                                   ssl_context=shared.ssl_context)
+
     async def run(self, ready: asyncio.Semaphore) -> None:
+        """READY paces the first connections (the population coming online); reconnections are
+        not paced here: spreading them is the backoff's job, and what is measured."""
         shared = self.shared
         while not shared.stop:
             try:
-                async with ready:
-                    ws, _ = await rawws.connect(shared.ws_url, shared.headers, shared.url, self.on_text,
-                                                ssl_context=shared.ssl_context)
+                if self.connections:
+                    ws, _ = await self._connect()
+                else:
+                    async with ready:
+                        ws, _ = await self._connect()
             except Exception:
                 shared.refused += 1
                 await asyncio.sleep(self._pause(self.attempts))
@@ -207,6 +217,14 @@ def child(conn, *args) -> None:
     asyncio.run(storm_process(conn, *args))
 
 
+def converse(say: str, expect: str) -> None:
+    """Tells the host SAY (stdout) and waits for its answer EXPECT (stdin)."""
+    print(say, flush=True)
+    answer = sys.stdin.readline().strip()
+    if answer != expect:
+        raise RuntimeError(f"the host answered {answer!r} to {say!r}, not {expect!r}")
+
+
 def peak_per_second(times: list[float]) -> int:
     bins: dict[int, int] = {}
     for t in times:
@@ -229,13 +247,10 @@ def run(portal: Portal, n: int, procs: int) -> dict:
     try:
         connected = sum(pipe.recv()["connected"] for pipe in pipes)
         fanout.log(f"storm: {connected}/{n} clients connected; asking the host to restart Redis")
-        print("ready", flush=True)
-        if sys.stdin.readline().strip() != "restarting":
-            raise RuntimeError("the host did not answer 'restarting'")
         t_restart = time.monotonic()
-        during = portal.add_dam(unique_name("storm-during-outage"))  # saved, but no publish can work
-        if sys.stdin.readline().strip() != "back":
-            raise RuntimeError("the host did not answer 'back'")
+        converse("ready", "down")
+        during = portal.add_dam(unique_name("storm-during-outage"))  # saved; no publish can work
+        converse("added", "back")
         t_back = time.monotonic()
         after = portal.add_dam(unique_name("storm-after-outage"))
         target = portal.last_event_seq()

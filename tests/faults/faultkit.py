@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import re
 import signal
 import time
 from typing import Awaitable, Callable
@@ -90,16 +91,26 @@ def kill_redis(stack) -> None:
     stack.wait_healthy("redis", timeout=RECOVERY_TIMEOUT["redis"])
 
 
+# Connects to a unix socket: "listening" once a server accepts there (a stale socket file
+# left by a killed process refuses).
+CONNECTS = "import socket, sys; socket.socket(socket.AF_UNIX).connect(sys.argv[1]); print('listening')"
+
+
 def kill_worker(stack, worker: int | None = None) -> int:
     """SIGKILLs ASGI worker WORKER (default: one at random) and waits until supervisord has
-    started a new one -> the worker's number."""
+    started a new one and it listens on its socket again -> the worker's number."""
     web = stack.container_id("web")
     workers = docker.daphne_workers(web)
     worker = worker if worker is not None else random.choice(sorted(workers))
     pid = workers[worker]
+    socket_path = next(re.search(r"--unix-socket (\S+)", args).group(1)
+                       for p, args in docker.processes(web) if p == pid)
     os.kill(pid, signal.SIGKILL)
     wait_until(lambda: docker.daphne_workers(web).get(worker) not in (None, pid),
                60, 0.5, f"supervisord restarting ASGI worker {worker}")
+    python = stack.web_python_path()
+    wait_until(lambda: "listening" in stack.exec("web", [python, "-c", CONNECTS, socket_path], check=False),
+               60, 0.5, f"ASGI worker {worker} listening on {socket_path} again")
     return worker
 
 

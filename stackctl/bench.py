@@ -1,8 +1,9 @@
-"""`make bench`: the fan-out benchmark, ours against the reference setup of the Tethys docs.
+"""`make bench`: the fan-out benchmark, ours against the reference setup of the Tethys docs,
+and the steps between them.
 
-Brings up two throw-away stacks from the same web and edge images, one after the other, on
-fresh volumes (their own projects, ports and env files under build/bench/; the dev and test
-stacks are not touched):
+Brings up throw-away stacks from the same web and edge images, one after the other, on fresh
+volumes (their own projects, ports and env files under build/bench/; the dev and test stacks
+are not touched):
   ours  project dam-inventory-bench-ours, the edge on 127.0.0.1:18090 (HTTPS) and :18190
         (HTTP), the stack's defaults (ASGI_PROCESSES from env/web.env.example, nginx spreading
         sockets over the workers, core Redis layer with the image's capacity and group expiry)
@@ -10,6 +11,8 @@ stacks are not touched):
         configure: one daphne process (ASGI_PROCESSES=1), core Redis layer with channels_redis'
         defaults (capacity 100, group_expiry 86400) and the docs' CHANNEL_LAYERS_CONFIG, the
         tutorial's consumer (DAM_INVENTORY_FANOUT=per-socket) and no connection pool
+  ref-procs, ref-procs-capacity, ref-procs-capacity-fanout (LADDER): from ref towards ours,
+        one factor at a time, so each gain is credited to its cause
 For each: first start to healthy, restart to healthy, then tests/bench/fanout.py (N clients,
 steady adds, then the 50 dams/s burst) straight to web (http://web:8080), results in
 build/bench/<config>/. On ours, a second fanout.py run then goes through the edge
@@ -57,8 +60,9 @@ from stackctl.settings import BUILD_DIR, ENV_EXAMPLES_DIR, ROOT, Stack
 OUT = BUILD_DIR / "bench"
 # Published by each bench stack's edge: HTTPS, and HTTP (the redirect). Only their own, so the
 # two stacks, the dev and the test stack never collide.
-PORTS = {"ours": 18090, "ref": 18091, "swarm": 18092}
-HTTP_PORTS = {"ours": 18190, "ref": 18191, "swarm": 18192}
+PORTS = {"ours": 18090, "ref": 18091, "swarm": 18092, "ref-procs": 18093, "ref-procs-capacity": 18094,
+         "ref-procs-capacity-fanout": 18095}
+HTTP_PORTS = {name: port + 100 for name, port in PORTS.items()}
 # The swarm config: ours deployed by `stackctl swarm up` with this many web tasks, measured
 # through the edge, which spreads the sockets over every task (docs/swarm.md).
 SWARM_REPLICAS = 2
@@ -95,6 +99,20 @@ REF_WEB_ENV = {
     "DAM_INVENTORY_FANOUT": "per-socket",
     "TETHYS_DB_POOL_MAX_SIZE": "0",
 }
+# From the reference to ours one factor at a time: each step is the one before it with one more
+# thing as ours has it, so each gain is credited to its cause. name -> (what it changes, the
+# REF_WEB_ENV keys it leaves at ours' value). Every step but ref runs ours' process count.
+LADDER = {
+    "ref": ("the Tethys docs' setup: one daphne process", ()),
+    "ref-procs": ("+ ours' process count (ASGI_PROCESSES)", ()),
+    "ref-procs-capacity": ("+ ours' channel capacity (1000) and group expiry (900 s)",
+                           ("CHANNEL_LAYERS_CAPACITY", "CHANNEL_LAYERS_GROUP_EXPIRY")),
+    "ref-procs-capacity-fanout": ("+ ours' per-process fan-out",
+                                  ("CHANNEL_LAYERS_CAPACITY", "CHANNEL_LAYERS_GROUP_EXPIRY", "DAM_INVENTORY_FANOUT")),
+    "ours": ("+ ours' connection pool: the stack as shipped", tuple(REF_WEB_ENV)),
+}
+# ours first (the reconnect storm runs on it), then the steps from the reference towards it.
+DEFAULT_CONFIGS = " ".join(["ours", *(name for name in LADDER if name != "ours")])
 
 
 @dataclass(frozen=True)
@@ -113,7 +131,7 @@ def knob(name: str, default: str) -> str:
 
 def bench_stack(cfg: str) -> Stack:
     if cfg not in PORTS:
-        raise StackError(f"unknown config {cfg} (ours, ref or swarm)")
+        raise StackError(f"unknown config {cfg} ({', '.join(PORTS)})")
     return Stack(project=f"dam-inventory-bench-{cfg}", env_dir=OUT / cfg / "env", port=PORTS[cfg],
                  http_port=HTTP_PORTS[cfg])
 
@@ -154,8 +172,9 @@ def write_env(cfg: str) -> None:
     write_env_files(stack, {"ASGI_PROCESSES": asgi, "ALLOWED_HOSTS": "localhost,127.0.0.1,web,edge",
                             "CSRF_TRUSTED_ORIGINS": ",".join(o for o in origins if o),
                             "SERVER_NAMES": "localhost,edge", "DAM_INVENTORY_MAX_DAMS": ""})
-    for key, value in (REF_WEB_ENV.items() if cfg == "ref" else ()):
-        set_value(stack.env_file("web"), key, value)
+    for key, value in REF_WEB_ENV.items():
+        if cfg in LADDER and key not in LADDER[cfg][1]:
+            set_value(stack.env_file("web"), key, value)
     say(f"{cfg}: ASGI_PROCESSES={asgi}, env in {stack.env_dir_ref}")
 
 
@@ -375,7 +394,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--storm-only", action="store_true",
                         help="ours, the reconnect storm alone: no fan-out runs, no report")
     args = parser.parse_args(argv[1:] if argv[:1] == ["--"] else argv)
-    configs = ["ours"] if args.storm_only else knob("BENCH_CONFIGS", "ours ref").split()
+    configs = ["ours"] if args.storm_only else knob("BENCH_CONFIGS", DEFAULT_CONFIGS).split()
     storm_clients = int(knob("BENCH_STORM_CLIENTS", "5000"))
     clients = knob("BENCH_CLIENTS", "100,1000,5000")
     keep = bool(os.environ.get("BENCH_KEEP"))
@@ -422,6 +441,7 @@ def main(argv: list[str]) -> int:
         print(json.dumps(result, indent=1))
         return 0 if result["ok"] else 1
     write_image_info(web_image)
+    (OUT / "ladder.json").write_text(json.dumps([[name, what] for name, (what, _) in LADDER.items()]))
     if not os.environ.get("BENCH_NO_REPORT"):
         report()
     return 0

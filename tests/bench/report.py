@@ -137,6 +137,27 @@ def storm_verdict(storm) -> list[tuple[str, str, str]]:
              f"{storm['reconnections']:,} reconnections, {storm['handshakes_refused']:,} handshakes refused")]
 
 
+def ladder(out: Path) -> list[str]:
+    """The steps from the reference to ours (stackctl/bench.py writes them to ladder.json),
+    each changing one factor: p99 and delivery at each size, and the burst's delivery."""
+    steps = [(name, what, load(out / name / "fanout.json")) for name, what in load(out / "ladder.json") or []]
+    steps = [(name, what, res) for name, what, res in steps if res is not None]
+    if not steps:
+        return []
+    sizes = sorted(set().union(*(by_clients(res) for _, _, res in steps)))
+    lines = ["### One factor at a time", "",
+             "Each row is the one above it with one more thing as ours has it (straight to web).", "",
+             "| config | what it changes | " + " | ".join(f"{n:,} clients: p99 ms (delivered)" for n in sizes)
+             + " | burst delivered |", "|---|---|" + "---:|" * (len(sizes) + 1)]
+    for name, what, res in steps:
+        fan = by_clients(res)
+        cells = [f"{fmt(fan[n]['p99_ms'])} ({fan[n]['delivery_ratio']:.1%})" if n in fan else "n/a" for n in sizes]
+        burst = res.get("burst")
+        cells.append(f"{burst['delivery_ratio']:.1%}" if burst else "n/a")
+        lines.append(f"| {name} | {what} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
 def table(ours, ref, edge=None, swarm=None) -> str:
     out = ["| clients | config | connected | delivery | p50 ms | p99 ms | max ms | daphne KiB/conn | "
            "nginx KiB/conn | workers |",
@@ -274,6 +295,7 @@ def main(out_dir: str) -> int:
         f"Web image `{(image or {}).get('image', 'n/a')}`: "
         f"{fmt(round((image or {}).get('bytes', 0) / 1e6, 1) if image else None, ' MB')}.",
         "",
+        *ladder(out),
         *(edge_section(ours, edge) if edge is not None else []),
         "### Targets (ours)",
         "",

@@ -28,7 +28,7 @@ and writes docs/benchmarks.md and its plot.
 
 Knobs (env): BENCH_CLIENTS (100,1000,5000), BENCH_DAMS (20), BENCH_RATE (2 dams/s),
 BENCH_BURST_CLIENTS (100), BENCH_BURST_RATE (50), BENCH_BURST_SECONDS (30),
-BENCH_CONFIGS ("ours ref"), BENCH_OURS_ASGI_PROCESSES (the example's default),
+BENCH_CONFIGS (DEFAULT_CONFIGS: ours, ref and the steps), BENCH_OURS_ASGI_PROCESSES (the example's default),
 BENCH_STORM_CLIENTS (5000; 0: no reconnect storm, tests/bench/storm.py, run on ours after its
 fan-out runs; `--storm-only` runs it alone),
 BENCH_EDGE (1; 0: ours straight to web only), BENCH_KEEP=1 (leave the stacks up),

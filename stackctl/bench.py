@@ -111,8 +111,11 @@ LADDER = {
                                   ("CHANNEL_LAYERS_CAPACITY", "CHANNEL_LAYERS_GROUP_EXPIRY", "DAM_INVENTORY_FANOUT")),
     "ours": ("+ ours' connection pool: the stack as shipped", tuple(REF_WEB_ENV)),
 }
-# ours first (the reconnect storm runs on it), then the steps from the reference towards it.
-DEFAULT_CONFIGS = " ".join(["ours", *(name for name in LADDER if name != "ours")])
+# The limit row: no stack, a bare asyncio broadcast (tests/bench/limit.py).
+LIMIT = "limit"
+# ours first (the reconnect storm runs on it), then the steps from the reference towards it,
+# then the limit.
+DEFAULT_CONFIGS = " ".join(["ours", *(name for name in LADDER if name != "ours"), LIMIT])
 
 
 @dataclass(frozen=True)
@@ -183,6 +186,9 @@ _swarm_made_here = False
 
 
 def remove_stack(cfg: str) -> None:
+    if cfg == LIMIT:
+        remove_limit()
+        return
     stack = bench_stack(cfg)
     if not stack.env_file("web").is_file():
         return
@@ -274,31 +280,26 @@ def ca_mount(cfg: str, stack: Stack) -> list[str]:
     return ["-v", f"{ca}:{CONTAINER_CA}:ro"]
 
 
-def loadgen(cfg: str, stack: Stack, web: str, web_image: str, route: Route, nofile: int,
-            script: str, *args: str, interactive: bool = False) -> tuple[list[str], dict[str, str]]:
+def loadgen(network: str, pid_of: str, web_image: str, route: Route, nofile: int, credentials: tuple[str, str],
+            script: str, *args: str, ca: list[str] = (), interactive: bool = False) -> tuple[list[str], dict[str, str]]:
     """(argv, env) of a load generator: tests/bench/SCRIPT in a container of the web image (its
-    Python has requests; the WebSocket client is tests/bench/rawws.py, stdlib only), on the
-    stack's `front` network (where the edge and web are) and in the web container's pid
-    namespace (to read the workers' memory). No docker-proxy in the path, and the load stays
-    between the stack's own containers. web's nginx believes forwarded headers from all of
-    `front`: the generator sends none, so straight to web it is a plain-HTTP client and
-    through the edge the edge's. WEB: the web container whose workers' memory is read (under
-    Swarm, one of the tasks). NOFILE: descriptors it may open (one per client, plus margin)."""
-    if not web or docker.container_state(web) not in ("healthy", "running"):
-        raise StackError(f"{cfg}: no running web container")
+    Python has requests; the WebSocket client is tests/bench/rawws.py, stdlib only), on NETWORK
+    (a stack's `front`, where the edge and web are) and in container PID_OF's pid namespace (to
+    read the workers' memory). No docker-proxy in the path, and the load stays between
+    containers. web's nginx believes forwarded headers from all of `front`: the generator sends
+    none, so straight to web it is a plain-HTTP client and through the edge the edge's. NOFILE:
+    descriptors it may open (one per client, plus margin); CA: docker run arguments that mount
+    the CA a TLS route is checked against."""
     # The admin login goes in the environment: the env files are root's only.
-    env = dict(os.environ,
-               PORTAL_SUPERUSER_NAME=read_env_file(stack.env_file("web")).get("PORTAL_SUPERUSER_NAME") or "admin",
-               PORTAL_SUPERUSER_PASSWORD=stack_value(stack, "web", "PORTAL_SUPERUSER_PASSWORD") or "")
+    env = dict(os.environ, PORTAL_SUPERUSER_NAME=credentials[0], PORTAL_SUPERUSER_PASSWORD=credentials[1])
     argv = [
-        "docker", "run", "--rm", *(["-i"] if interactive else []), "--name", f"{stack.project}-loadgen",
-        "--network", f"{stack.project}_front", "--pid", f"container:{web}",
+        "docker", "run", "--rm", *(["-i"] if interactive else []), "--name", f"{network}-loadgen",
+        "--network", network, "--pid", f"container:{pid_of}",
         "--ulimit", f"nofile={nofile}:{nofile}", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
         "-e", "PORTAL_SUPERUSER_NAME", "-e", "PORTAL_SUPERUSER_PASSWORD", "-e", "PYTHONDONTWRITEBYTECODE=1",
         "-e", f"PYTHONPATH={CONTAINER_ROOT}",
         "-v", f"{ROOT / 'tests' / 'bench'}:{CONTAINER_ROOT}/tests/bench:ro",
-        "-v", f"{ROOT / 'stackctl'}:{CONTAINER_ROOT}/stackctl:ro",
-        *(ca_mount(cfg, stack) if route.tls else []),
+        "-v", f"{ROOT / 'stackctl'}:{CONTAINER_ROOT}/stackctl:ro", *ca,
         "--entrypoint", WEB_PYTHON, web_image,
         f"{CONTAINER_ROOT}/tests/bench/{script}", "--url", route.url,
         *(["--ca-file", CONTAINER_CA] if route.tls else []), *args,
@@ -306,24 +307,73 @@ def loadgen(cfg: str, stack: Stack, web: str, web_image: str, route: Route, nofi
     return argv, env
 
 
+def stack_loadgen(cfg: str, stack: Stack, web: str, web_image: str, route: Route, nofile: int, script: str,
+                  *args: str, interactive: bool = False) -> tuple[list[str], dict[str, str]]:
+    """loadgen() on STACK's `front` network, in its web container WEB's pid namespace (under
+    Swarm, one of the tasks), as its portal admin."""
+    if not web or docker.container_state(web) not in ("healthy", "running"):
+        raise StackError(f"{cfg}: no running web container")
+    credentials = (read_env_file(stack.env_file("web")).get("PORTAL_SUPERUSER_NAME") or "admin",
+                   stack_value(stack, "web", "PORTAL_SUPERUSER_PASSWORD") or "")
+    return loadgen(f"{stack.project}_front", web, web_image, route, nofile, credentials, script, *args,
+                   ca=ca_mount(cfg, stack) if route.tls else [], interactive=interactive)
+
+
+def fanout_args(route: Route, clients: str) -> list[str]:
+    return ["--project", "-", "--label", route.label, "--clients", clients,
+            "--dams", knob("BENCH_DAMS", "20"), "--rate", knob("BENCH_RATE", "2"),
+            "--burst-clients", knob("BENCH_BURST_CLIENTS", "100"), "--burst-rate", knob("BENCH_BURST_RATE", "50"),
+            "--burst-seconds", knob("BENCH_BURST_SECONDS", "30"), "--out", "-"]
+
+
+def nofile_for(clients: str) -> int:
+    return max(int(n) for n in clients.split(",") if n.strip()) + 1024
+
+
+def run_loadgen(label: str, argv: list[str], env: dict[str, str]) -> None:
+    """Runs a fanout.py load generator; its results JSON in OUT/LABEL/fanout.json."""
+    (OUT / label).mkdir(parents=True, exist_ok=True)
+    # stdout is the results JSON; the generator's progress goes on to stderr as it happens.
+    with (OUT / label / "fanout.json").open("w") as results:
+        proc = subprocess.run(argv, env=env, stdout=results, stdin=subprocess.DEVNULL)
+    if proc.returncode != 0:
+        raise StackError(f"{label}: the load generator failed (its log is above)")
+
+
 def run_fanout(cfg: str, stack: Stack, web: str, clients: str, web_image: str, route: Route) -> None:
     """tests/bench/fanout.py: N clients, steady adds, then the burst; results in
     OUT/<route>/fanout.json."""
-    (OUT / route.label).mkdir(parents=True, exist_ok=True)
-    nofile = max(int(n) for n in clients.split(",") if n.strip()) + 1024
-    argv, env = loadgen(
-        cfg, stack, web, web_image, route, nofile, "fanout.py", "--project", "-",
-        "--label", route.label, "--clients", clients,
-        "--dams", knob("BENCH_DAMS", "20"), "--rate", knob("BENCH_RATE", "2"),
-        "--burst-clients", knob("BENCH_BURST_CLIENTS", "100"), "--burst-rate", knob("BENCH_BURST_RATE", "50"),
-        "--burst-seconds", knob("BENCH_BURST_SECONDS", "30"), "--out", "-",
-    )
+    argv, env = stack_loadgen(cfg, stack, web, web_image, route, nofile_for(clients), "fanout.py",
+                              *fanout_args(route, clients))
     say(f"{cfg}: load generator to {route.url}, results in {(OUT / route.label).relative_to(ROOT)}")
-    # stdout is the results JSON; the generator's progress goes on to stderr as it happens.
-    with (OUT / route.label / "fanout.json").open("w") as results:
-        proc = subprocess.run(argv, env=env, stdout=results, stdin=subprocess.DEVNULL)
-    if proc.returncode != 0:
-        raise StackError(f"{route.label}: the load generator failed (its log is above)")
+    run_loadgen(route.label, argv, env)
+
+
+def run_limit(clients: str, web_image: str) -> None:
+    """The limit row: fanout.py against tests/bench/limit.py (a bare asyncio broadcast, no
+    stack), both in containers of the web image on a network of their own."""
+    network = f"dam-inventory-bench-{LIMIT}"
+    remove_limit()
+    docker.docker("network", "create", network)
+    nofile = nofile_for(clients)
+    docker.docker("run", "-d", "--rm", "--name", network, "--network", network, "--network-alias", LIMIT,
+                  "--ulimit", f"nofile={nofile}:{nofile}", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+                  "-v", f"{ROOT / 'tests' / 'bench'}:{CONTAINER_ROOT}/tests/bench:ro",
+                  "--entrypoint", WEB_PYTHON, web_image, f"{CONTAINER_ROOT}/tests/bench/limit.py", "--port", "8080")
+    route = Route(LIMIT, f"http://{LIMIT}:8080")
+    argv, env = loadgen(network, network, web_image, route, nofile, (LIMIT, LIMIT), "fanout.py",
+                        *fanout_args(route, clients))
+    say(f"{LIMIT}: load generator to a bare asyncio broadcast, results in {(OUT / LIMIT).relative_to(ROOT)}")
+    try:
+        run_loadgen(LIMIT, argv, env)
+    finally:
+        remove_limit()
+
+
+def remove_limit() -> None:
+    network = f"dam-inventory-bench-{LIMIT}"
+    docker.docker("rm", "-f", network, check=False)
+    docker.docker("network", "rm", network, check=False)
 
 
 def run_storm(cfg: str, compose: Compose, web_image: str, clients: int) -> None:
@@ -334,8 +384,8 @@ def run_storm(cfg: str, compose: Compose, web_image: str, clients: int) -> None:
     out = OUT / STORM_DIR
     out.mkdir(parents=True, exist_ok=True)
     redis = compose.container_id("redis")
-    argv, env = loadgen(cfg, compose.stack, compose.container_id("web"), web_image, Route(STORM_DIR, WEB_URL),
-                        clients + 1024, "storm.py", "--clients", str(clients), interactive=True)
+    argv, env = stack_loadgen(cfg, compose.stack, compose.container_id("web"), web_image, Route(STORM_DIR, WEB_URL),
+                              clients + 1024, "storm.py", "--clients", str(clients), interactive=True)
     say(f"{cfg}: reconnect storm, {clients} clients; Redis is stopped and started under them")
     with subprocess.Popen(argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as proc:
 
@@ -358,7 +408,7 @@ def run_storm(cfg: str, compose: Compose, web_image: str, clients: int) -> None:
             answer("back")
             results = proc.stdout.read()
         except BaseException:
-            docker.docker("rm", "-f", f"{compose.stack.project}-loadgen", check=False)  # not left waiting
+            docker.docker("rm", "-f", f"{compose.stack.project}_front-loadgen", check=False)  # not left waiting
             raise
         finally:
             if docker.container_state(redis) not in ("healthy", "running", "starting"):
@@ -399,7 +449,8 @@ def main(argv: list[str]) -> int:
     clients = knob("BENCH_CLIENTS", "100,1000,5000")
     keep = bool(os.environ.get("BENCH_KEEP"))
     for cfg in configs:
-        bench_stack(cfg)  # an unknown config fails before anything starts
+        if cfg != LIMIT:
+            bench_stack(cfg)  # an unknown config fails before anything starts
 
     docker.require()
     warn_if_busy()
@@ -411,6 +462,9 @@ def main(argv: list[str]) -> int:
     try:
         for cfg in configs:
             (OUT / cfg).mkdir(parents=True, exist_ok=True)
+            if cfg == LIMIT:
+                run_limit(clients, web_image)
+                continue
             # An earlier run's results must not be reported beside this run's.
             (OUT / (cfg + EDGE_SUFFIX) / "fanout.json").unlink(missing_ok=True)
             if cfg == "ours":

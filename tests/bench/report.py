@@ -40,6 +40,12 @@ EDGE_TARGETS = [
 # Where bench.py puts the results through the edge, and their name in the table and plot.
 EDGE_DIR = "ours-edge"
 EDGE_NAME = "ours via edge (TLS)"
+# The limit row (bench.py runs tests/bench/limit.py): the bare broadcast, and how far ours may be
+# from it.
+LIMIT_DIR = "limit"
+LIMIT_NAME = "limit (bare asyncio broadcast)"
+LIMIT_CLIENTS = 1000
+LIMIT_FACTOR = 3.0
 # The swarm config (bench.py): 2 web tasks behind the same edge, against one web (EDGE_DIR).
 SWARM_DIR = "swarm-edge"
 SWARM_NAME = "swarm, 2 web tasks, via edge"
@@ -122,6 +128,19 @@ def verdicts(ours, edge=None) -> list[tuple[str, str, str]]:
     return rows
 
 
+def limit_verdict(ours, limit) -> list[tuple[str, str, str]]:
+    """Ours against the bare broadcast (tests/bench/limit.py), when the run measured it."""
+    if limit is None:
+        return []
+    o, lim = by_clients(ours).get(LIMIT_CLIENTS), by_clients(limit).get(LIMIT_CLIENTS)
+    target = f"{LIMIT_CLIENTS:,} clients: ours' p99 at most {LIMIT_FACTOR:g}x the limit's"
+    if not o or not lim or not o["p99_ms"] or not lim["p99_ms"]:
+        return [(target, "NOT MEASURED", "no p99 of both at that size")]
+    factor = o["p99_ms"] / lim["p99_ms"]
+    return [(target, "met" if factor <= LIMIT_FACTOR else "MISSED",
+             f"ours {fmt(o['p99_ms'], ' ms')} / limit {fmt(lim['p99_ms'], ' ms')} = {factor:.1f}x")]
+
+
 def storm_verdict(storm) -> list[tuple[str, str, str]]:
     """The reconnect storm's row (tests/bench/storm.py), when the run made one."""
     if storm is None:
@@ -158,11 +177,11 @@ def ladder(out: Path) -> list[str]:
     return [*lines, ""]
 
 
-def table(ours, ref, edge=None, swarm=None) -> str:
+def table(ours, ref, edge=None, swarm=None, limit=None) -> str:
     out = ["| clients | config | connected | delivery | p50 ms | p99 ms | max ms | daphne KiB/conn | "
            "nginx KiB/conn | workers |",
            "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|"]
-    configs = (("ours", ours), (EDGE_NAME, edge), (SWARM_NAME, swarm), ("ref", ref))
+    configs = (("ours", ours), (EDGE_NAME, edge), (SWARM_NAME, swarm), ("ref", ref), (LIMIT_NAME, limit))
     fans = [(name, by_clients(res)) for name, res in configs]
     for n in sorted(set().union(*(fan for _, fan in fans))):
         for name, fan in fans:
@@ -276,9 +295,9 @@ def main(out_dir: str) -> int:
     swarm = load(out / SWARM_DIR / "fanout.json")
     st_ours, st_ref = load(out / "ours" / "startup.json"), load(out / "ref" / "startup.json")
     image = load(out / "image.json")
-    storm = load(out / "storm" / "storm.json")
+    storm, limit = load(out / "storm" / "storm.json"), load(out / LIMIT_DIR / "fanout.json")
     verdict_rows = (verdicts(ours, edge) + (swarm_verdicts(edge, swarm) if swarm is not None else [])
-                    + storm_verdict(storm))
+                    + limit_verdict(ours, limit) + storm_verdict(storm))
 
     text = [
         f"Measured {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC on {platform.node()} "
@@ -286,7 +305,7 @@ def main(out_dir: str) -> int:
         "",
         "### Fan-out",
         "",
-        table(ours, ref, edge, swarm),
+        table(ours, ref, edge, swarm, limit),
         "",
         "### Ours against the reference",
         "",

@@ -14,7 +14,7 @@ are not touched):
   ref-procs, ref-procs-capacity, ref-procs-capacity-fanout (LADDER): from ref towards ours,
         one factor at a time, so each gain is credited to its cause
 For each: first start to healthy, restart to healthy, then tests/bench/fanout.py (N clients,
-steady adds, then the 50 dams/s burst) straight to web (http://web:8080), results in
+steady adds, then the 100 dams/s burst) straight to web (http://web:8080), results in
 build/bench/<config>/. On ours, a second fanout.py run then goes through the edge
 (https://edge:8443, TLS verified against the stack's local CA) to the same stack, results in
 build/bench/ours-edge/: the edge's cost is the difference between the two, on one stack and
@@ -26,8 +26,8 @@ and writes docs/benchmarks.md and its plot.
         one machine replicas add no CPU, so what it shows is that the design scales out
         without a cliff.
 
-Knobs (env): BENCH_CLIENTS (100,1000,5000), BENCH_DAMS (20), BENCH_RATE (2 dams/s),
-BENCH_BURST_CLIENTS (100), BENCH_BURST_RATE (50), BENCH_BURST_SECONDS (30),
+Knobs (env): BENCH_CLIENTS (100,1000,5000,10000), BENCH_DAMS (20), BENCH_RATE (2 dams/s),
+BENCH_BURST_CLIENTS (100), BENCH_BURST_RATE (100), BENCH_BURST_SECONDS (30),
 BENCH_CONFIGS (DEFAULT_CONFIGS: ours, ref and the steps), BENCH_OURS_ASGI_PROCESSES (the example's default),
 BENCH_STORM_CLIENTS (5000; 0: no reconnect storm, tests/bench/storm.py, run on ours after its
 fan-out runs; `--storm-only` runs it alone),
@@ -322,7 +322,7 @@ def stack_loadgen(cfg: str, stack: Stack, web: str, web_image: str, route: Route
 def fanout_args(route: Route, clients: str) -> list[str]:
     return ["--project", "-", "--label", route.label, "--clients", clients,
             "--dams", knob("BENCH_DAMS", "20"), "--rate", knob("BENCH_RATE", "2"),
-            "--burst-clients", knob("BENCH_BURST_CLIENTS", "100"), "--burst-rate", knob("BENCH_BURST_RATE", "50"),
+            "--burst-clients", knob("BENCH_BURST_CLIENTS", "100"), "--burst-rate", knob("BENCH_BURST_RATE", "100"),
             "--burst-seconds", knob("BENCH_BURST_SECONDS", "30"), "--out", "-"]
 
 
@@ -446,7 +446,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv[1:] if argv[:1] == ["--"] else argv)
     configs = ["ours"] if args.storm_only else knob("BENCH_CONFIGS", DEFAULT_CONFIGS).split()
     storm_clients = int(knob("BENCH_STORM_CLIENTS", "5000"))
-    clients = knob("BENCH_CLIENTS", "100,1000,5000")
+    clients = knob("BENCH_CLIENTS", "100,1000,5000,10000")
     keep = bool(os.environ.get("BENCH_KEEP"))
     for cfg in configs:
         if cfg != LIMIT:

@@ -55,7 +55,7 @@ backup: ## the databases and the tethys-persist volume to backups/ (KEEP_DAILY=7
 restore: ## load a dump into the running stack: make restore FILE=backups/...
 	@$(STACKCTL) restore "$(FILE)"
 
-bench: ## fan-out benchmark: ours against the Tethys docs' reference setup
+bench: ## fan-out benchmark: ours, the Tethys docs' setup, the steps between, the limit; the reconnect storm (docs/benchmarks.md)
 	@$(STACKCTL) bench
 
 swarm-up: ## deploy (or update) the stack on Docker Swarm, WEB_REPLICAS web tasks (docs/swarm.md)

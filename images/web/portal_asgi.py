@@ -1,8 +1,9 @@
 """ASGI application of the portal as the web image runs it.
 
-Same routing as tethys_portal.asgi, with one difference: WebSocket connections pass through
+Same routing as tethys_portal.asgi, with two differences: WebSocket connections pass through
 AllowedHostsOriginValidator, so a page on another site cannot open a socket with the visitor's
-session cookie (cross-site WebSocket hijacking); tethys_portal.asgi checks no Origin.
+session cookie (cross-site WebSocket hijacking; tethys_portal.asgi checks no Origin); and a
+database outage gets a clean refusal instead of daphne's bare 500 (DatabaseUnavailableGuard).
 """
 
 import logging
@@ -33,33 +34,54 @@ DB_UNAVAILABLE_PAGE = (
 )
 
 
+# The close code of a WebSocket refused for now (1013 "try again later" in the 4xxx range an
+# application may send; the app's fan-out uses the same): clients reconnect with their backoff.
+CLOSE_TRY_AGAIN_LATER = 4013
+
+
 class DatabaseUnavailableGuard:
-    """Answers 503 with a clear page when the database is down before a response has begun.
+    """A clean refusal when the database is down before an answer has begun: HTTP gets 503 with
+    a clear page; a WebSocket handshake is accepted and closed at once with
+    CLOSE_TRY_AGAIN_LATER, so its client reconnects with its backoff.
 
     Views handle their own database errors, but AuthMiddlewareStack loads the session user
-    before any view runs: with the database gone that raises out of the application and daphne
-    answers a bare 500 "Exception inside application". Once the database is back, Django's
-    per-request connection handling recovers by itself; nothing here needs resetting.
+    before any view or consumer runs: with the database gone that raises out of the application
+    and daphne answers a bare 500 "Exception inside application". Once the database is back,
+    Django's per-request connection handling recovers by itself; nothing here needs resetting.
     """
+
+    STARTS = ("http.response.start", "websocket.accept", "websocket.close")
 
     def __init__(self, app):
         self.app = app
 
     async def __call__(self, scope, receive, send):
-        response_started = False
+        started = False
+        connect_received = False
 
         async def send_tracking(message):
-            nonlocal response_started
-            if message["type"] == "http.response.start":
-                response_started = True
+            nonlocal started
+            started = started or message["type"] in self.STARTS
             await send(message)
 
+        async def receive_tracking():
+            nonlocal connect_received
+            message = await receive()
+            connect_received = connect_received or message["type"] == "websocket.connect"
+            return message
+
         try:
-            await self.app(scope, receive, send_tracking)
+            await self.app(scope, receive_tracking, send_tracking)
         except (OperationalError, InterfaceError) as error:
-            if response_started:
+            if started:
                 raise
-            logger.warning("database unavailable, answered 503 for %s: %s", scope.get("path"), error)
+            logger.warning("database unavailable, refused %s %s: %s", scope["type"], scope.get("path"), error)
+            if scope["type"] == "websocket":
+                if not connect_received:
+                    await receive()  # the handshake's websocket.connect
+                await send({"type": "websocket.accept"})
+                await send({"type": "websocket.close", "code": CLOSE_TRY_AGAIN_LATER})
+                return
             await send(
                 {
                     "type": "http.response.start",
@@ -79,7 +101,7 @@ application = ProtocolTypeRouter(
             AuthMiddlewareStack(URLRouter([*http_handler_patterns, re_path(r"", django_asgi_app)]))
         ),
         "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter([*websocket_urlpatterns, *app_websocket_urls]))
+            DatabaseUnavailableGuard(AuthMiddlewareStack(URLRouter([*websocket_urlpatterns, *app_websocket_urls])))
         ),
     }
 )

@@ -114,11 +114,13 @@ def kill_worker(stack, worker: int | None = None) -> int:
     return worker
 
 
-# The fault suite's faults by name, each (stack) -> None, returning once recovered.
+# The fault suite's faults by name, each (stack) -> None, returning once recovered. In this
+# order the soak campaign injects them: the db's and web's restarts first and last, so the
+# processes and connections between them live long enough to judge their growth.
 FAULTS: dict[str, Callable] = {
+    "db restart": lambda stack: restart(stack, "db"),
     "redis restart": lambda stack: restart(stack, "redis", grace=10),
     "redis SIGKILL": kill_redis,
-    "db restart": lambda stack: restart(stack, "db"),
     "worker SIGKILL": kill_worker,
     "web restart": lambda stack: restart(stack, "web"),
 }

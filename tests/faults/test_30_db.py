@@ -2,12 +2,13 @@
 comes back, web recovers by itself (no restart of web)."""
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 
 from stackctl import docker
 from stackctl.portal import CATCHUP_PATH, WORKER_HEADER, Portal, add_succeeded, unique_name, visible_text
-from tests.notifications import wait_until
+from tests.notifications import wait_until, ws_headers, ws_origin
 
 CLEAR_OUTAGE_MESSAGE = re.compile(r"database|unavailable|try again|temporar", re.I)
 
@@ -53,3 +54,39 @@ def test_db_outage_refuses_add_cleanly_and_web_recovers(stack, target, credentia
 
     assert name not in after.dam_names(), f"the add refused during the outage was half-saved: {name!r}"
     after.add_dam_checked(unique_name("after-db-outage"))
+
+
+# The app's "try again later" close code (fanout.py, the image's portal_asgi.py): the client
+# reconnects with its backoff.
+CLOSE_TRY_AGAIN_LATER = 4013
+
+
+async def _handshake_outcome(portal: Portal) -> str:
+    """What a WebSocket handshake gets: "closed <code>" after an accept, or "HTTP <status>"."""
+    import websockets
+    from websockets.asyncio.client import connect
+
+    try:
+        async with connect(portal.ws_url, additional_headers=ws_headers(portal), origin=ws_origin(portal),
+                           proxy=None, open_timeout=30, **portal.ws_options()) as ws:
+            await asyncio.wait_for(ws.recv(), 30)
+            return "a message, the socket stayed open"
+    except websockets.InvalidStatus as exc:
+        return f"HTTP {exc.response.status_code}"
+    except websockets.ConnectionClosed as exc:
+        return f"closed {exc.rcvd.code if exc.rcvd else 1006}"
+
+
+def test_websocket_handshake_during_db_outage_is_refused_cleanly(stack, portal, containers):
+    """The session user is loaded from the database before the consumer runs: with the database
+    down that raised out of the application and daphne answered the handshake with a bare 500
+    (found by the soak campaign). It must be a clean "try again later" instead."""
+    db = containers["db"]
+    docker.docker("stop", "-t", "30", db)
+    try:
+        outcome = asyncio.run(_handshake_outcome(portal))
+    finally:
+        docker.docker("start", db)
+        stack.wait_healthy("db", timeout=120)
+    assert outcome == f"closed {CLOSE_TRY_AGAIN_LATER}", (
+        f"a WebSocket handshake during a db outage got {outcome}, not a close with {CLOSE_TRY_AGAIN_LATER}")

@@ -24,6 +24,7 @@ the stack on 127.0.0.1.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import math
 import os
 import random
@@ -43,6 +44,8 @@ GROUP_KEY = "asgi:group:notifications"
 # Logged-in sessions the clients share (a browser tab per session would mean a login, and a
 # password hash on the portal, per client).
 CLIENT_SESSIONS = 8
+# Threads for the clients' catch-up requests (and the sampler's and the faults' commands).
+CATCH_UP_THREADS = 32
 # Clients opened per second while the population is below its size.
 RAMP_PER_SECOND = 50
 # What a process does in its first minutes (imports, caches, pools filling) is not a leak.
@@ -259,12 +262,18 @@ def _write_outcome(resp) -> str:
 
 class Traffic:
     """Adds, deletes (of the campaign's own dams) and page loads at the plan's rates, as the
-    portal's admin."""
+    portal's admin. Their requests have threads of their own: queued behind the clients'
+    catch-ups they would fall behind their schedule, and the generator's delay would show as
+    the portal's latency."""
 
     def __init__(self, record: Record, portal: Portal, population: Population):
         self.record = record
         self.portal = portal
         self.population = population
+        self.threads = concurrent.futures.ThreadPoolExecutor(max_workers=3, thread_name_prefix="traffic")
+
+    async def _in_thread(self, function, *args) -> None:
+        await asyncio.get_running_loop().run_in_executor(self.threads, function, *args)
 
     def _send(self, attempt: Attempt, path: str, form: dict) -> None:
         try:
@@ -296,7 +305,7 @@ class Traffic:
         attempt = Attempt(due, f"soak-{self.record.run_id}-{len(self.record.adds)}")
         self.record.adds.append(attempt)
         self.population.due[attempt.name] = due
-        await asyncio.to_thread(self._send, attempt, ADD_PATH, dam_form(attempt.name))
+        await self._in_thread(self._send, attempt, ADD_PATH, dam_form(attempt.name))
 
     async def _delete(self, due: float) -> None:
         if not self.population.live:
@@ -305,18 +314,21 @@ class Traffic:
         self.population.live.discard(dam_id)  # not again, whatever the answer
         attempt = Attempt(due, "", dam_id=dam_id)
         self.record.deletes.append(attempt)
-        await asyncio.to_thread(self._send, attempt, f"{APP_PATH}dams/{dam_id}/delete/", {})
+        await self._in_thread(self._send, attempt, f"{APP_PATH}dams/{dam_id}/delete/", {})
 
     async def _pages(self, due: float) -> None:
-        await asyncio.to_thread(self._page)
+        await self._in_thread(self._page)
 
     async def run(self, until: float) -> None:
         plan = self.record.plan
-        await asyncio.gather(
-            self._every(plan.add_every, until, self._add),
-            self._every(plan.delete_every, until, self._delete),
-            self._every(plan.page_every, until, self._pages),
-        )
+        try:
+            await asyncio.gather(
+                self._every(plan.add_every, until, self._add),
+                self._every(plan.delete_every, until, self._delete),
+                self._every(plan.page_every, until, self._pages),
+            )
+        finally:
+            self.threads.shutdown(wait=False)
 
 
 # ------------------------------------------------------------------------------- the faults
@@ -387,7 +399,9 @@ def sample(stack: TestStack, containers: dict[str, str]) -> dict:
         pass
     try:
         count, started = stack.psql(APP_DB, PG_PROBE, timeout=10).split("|")
-        series[f"pg_connections|db|{started}"] = int(count)
+        # The connections are web's: a restart of either starts a new series.
+        web_started = docker.inspect(containers["web"])[0]["State"]["StartedAt"][11:19]
+        series[f"pg_connections|db|{started}/{web_started}"] = int(count)
     except Exception:
         pass
     return series
@@ -441,6 +455,9 @@ def _campaign_dams(stack: TestStack, run_id: str) -> list[tuple[int, str]]:
 
 async def run(stack: TestStack, credentials: tuple[str, str], workers: int, plan: Plan) -> Record:
     record = Record(plan, run_id=time.strftime("%H%M%S"), workers=workers)
+    # The clients' catch-ups run in the loop's default threads: enough for a reconnect wave.
+    asyncio.get_running_loop().set_default_executor(
+        concurrent.futures.ThreadPoolExecutor(max_workers=CATCH_UP_THREADS, thread_name_prefix="catch-up"))
     portals = [record.observe(stack.portal().login(*credentials)) for _ in range(CLIENT_SESSIONS)]
     population = Population(record, portals)
     population.last_seq = await asyncio.to_thread(portals[0].last_event_seq)

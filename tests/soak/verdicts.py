@@ -10,7 +10,8 @@ every verdict.
 - No 5xx outside a fault's window, and none but a gateway's or the app's "unavailable"
   (502, 503, 504) inside one; every request got an answer outside the windows.
 - No growth beyond the bounds per hour of each process' memory and descriptors, Redis'
-  memory and PostgreSQL's connections, over every series that lived long enough to judge.
+  memory and PostgreSQL's connections, over the later half of every series that lived long
+  enough to judge.
 - The group never holds more members than the workers, plus the killed workers whose member
   has not expired yet.
 """
@@ -27,9 +28,10 @@ GROWTH_BOUNDS = {
     "redis_memory": (16.0, "MiB"),
     "pg_connections": (10.0, "connections"),
 }
-# A series is judged after its warm-up and only if it then spans this long: a slope over a
-# few minutes says more about noise than about a leak.
-MIN_JUDGED_SPAN = 600
+# Growth is the slope over the later half of a series (after its warm-up), so a pool or a cache
+# that fills up to its bound at first is not taken for a leak, and only where that half spans
+# this long: a slope over a few minutes says more about noise than about a leak.
+MIN_JUDGED_SPAN = 300
 # A killed worker's member stays until group_expiry after its last renewal (fanout.py renews
 # every 300 s; salt/defaults.yaml sets the expiry to 900 s).
 MEMBER_LINGERS = 900 + 300
@@ -139,24 +141,31 @@ def slope_per_hour(points: list[tuple[float, float]]) -> float:
     return sum((t - mean_t) * (v - mean_v) for t, v in points) / var * 3600
 
 
+def later_half(points: list[tuple[float, float]], warm_up: float) -> list[tuple[float, float]]:
+    """The points of the later half of the time after the series' first WARM_UP seconds."""
+    start = points[0][0] + warm_up
+    middle = start + (points[-1][0] - start) / 2
+    return [(t, v) for t, v in points if t >= middle]
+
+
 def growth(samples: list[dict], warm_up: float, must_judge: bool) -> list[Verdict]:
-    """A verdict per metric of GROWTH_BOUNDS over every series that spans MIN_JUDGED_SPAN
-    after its warm-up. MUST_JUDGE: a run long enough that finding no such series fails."""
+    """A verdict per metric of GROWTH_BOUNDS over every series whose later half spans
+    MIN_JUDGED_SPAN. MUST_JUDGE: a run long enough that finding no such series fails."""
     verdicts = []
     by_metric = collections.defaultdict(dict)
     for key, points in series(samples).items():
         metric = key.split("|")[0]
         if metric in GROWTH_BOUNDS:
-            settled = [(t, v) for t, v in points if t >= points[0][0] + warm_up]
-            if settled and settled[-1][0] - settled[0][0] >= MIN_JUDGED_SPAN:
-                by_metric[metric][key] = slope_per_hour(settled)
+            judged = later_half(points, warm_up)
+            if len(judged) >= 2 and judged[-1][0] - judged[0][0] >= MIN_JUDGED_SPAN:
+                by_metric[metric][key] = slope_per_hour(judged)
     for metric, (bound, unit) in GROWTH_BOUNDS.items():
         slopes = by_metric.get(metric, {})
         over = {k: s for k, s in slopes.items() if s > bound}
         name = f"{metric} growth under {bound:g} {unit}/h"
         if not slopes:
             verdicts.append(Verdict(name, not must_judge,
-                                    f"not judged: no series spans {MIN_JUDGED_SPAN // 60} min after its warm-up"))
+                                    f"not judged: no series' later half spans {MIN_JUDGED_SPAN // 60} min"))
             continue
         worst = max(slopes, key=slopes.get)
         detail = ", ".join(f"{k.split('|')[1]} {s:+.1f}" for k, s in sorted(over.items()))

@@ -112,3 +112,10 @@ def test_the_plan_refuses_bad_values_by_name(monkeypatch, value):
 def test_percentile_by_nearest_rank():
     assert percentile(range(1, 101), 99) == 99
     assert percentile([5], 50) == 5
+
+
+def test_a_pool_filling_up_at_first_is_not_a_leak():
+    """Connections rising for 8 minutes to their bound, then flat: the later half is flat."""
+    samples = [{"at": t, "pg_connections|db|1": min(38, 12 + t / 18)} for t in range(0, 1500, 10)]
+    verdict = {x.name: x for x in v.growth(samples, warm_up=120, must_judge=True)}
+    assert verdict["pg_connections growth under 10 connections/h"].ok

@@ -48,8 +48,10 @@ CLIENT_SESSIONS = 8
 CATCH_UP_THREADS = 32
 # Clients opened per second while the population is below its size.
 RAMP_PER_SECOND = 50
-# What a process does in its first minutes (imports, caches, pools filling) is not a leak.
+# A quiet start before the first fault (at most; a tenth of a short run).
 WARM_UP_SECONDS = 120
+# The faults fall in this first part of the run; the rest is steady load.
+FAULTS_UNTIL = 0.5
 # Once the load stops, how long every client that is still there has to be up to date: a
 # client may be in its longest backoff (30 s) when the run ends.
 SETTLE_SECONDS = NotificationClient.backoff_max + 15
@@ -98,11 +100,12 @@ class Plan:
         return self.minutes * 60
 
     def fault_schedule(self) -> list[tuple[float, str]]:
-        """(seconds from the start, fault name): spread evenly between a quiet start (a tenth
-        of the run, at most WARM_UP_SECONDS) and a quiet end (a fifth of it)."""
+        """(seconds from the start, fault name): spread evenly over the first half of the run,
+        after a quiet start (a tenth of it, at most WARM_UP_SECONDS). The second half is
+        steady load, where growth is judged (tests/soak/verdicts.py)."""
         faults = list(faultkit.FAULTS) * self.fault_rounds
         first = min(WARM_UP_SECONDS, self.seconds / 10)
-        last = self.seconds * 0.8
+        last = self.seconds * FAULTS_UNTIL
         step = (last - first) / max(1, len(faults))
         return [(first + i * step, name) for i, name in enumerate(faults)]
 

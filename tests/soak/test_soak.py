@@ -10,14 +10,14 @@ import os
 from stackctl.settings import BUILD_DIR
 from tests.conftest import shown
 from tests.soak import campaign, report, verdicts
-from tests.soak.campaign import FAULT_GRACE_SECONDS, WARM_UP_SECONDS, Plan
+from tests.soak.campaign import FAULT_GRACE_SECONDS, Plan
 from tests.soak.report import REPO
 
 # Where the report goes: build/soak unless SOAK_REPORT_DIR (relative to the repository) says
 # otherwise (make soak: docs).
 REPORT_DIR = REPO / os.environ["SOAK_REPORT_DIR"] if os.environ.get("SOAK_REPORT_DIR") else BUILD_DIR / "soak"
-# A run this long must judge growth (a shorter one has no series long enough).
-MUST_JUDGE_GROWTH_MINUTES = 15
+# A run this long must judge growth (a shorter one has too little steady load after its faults).
+MUST_JUDGE_GROWTH_MINUTES = 30
 
 
 def judge(record: campaign.Record) -> list[verdicts.Verdict]:
@@ -32,7 +32,8 @@ def judge(record: campaign.Record) -> list[verdicts.Verdict]:
         verdicts.no_server_errors(record.server_errors, record.failures,
                                   verdicts.fault_windows(record.faults, FAULT_GRACE_SECONDS)),
         verdicts.group_bounded(record.samples, record.faults, record.workers),
-        *verdicts.growth(record.samples, WARM_UP_SECONDS, plan.minutes >= MUST_JUDGE_GROWTH_MINUTES),
+        *verdicts.growth(record.samples, max((f["end"] for f in record.faults), default=0) + FAULT_GRACE_SECONDS,
+                         plan.minutes >= MUST_JUDGE_GROWTH_MINUTES),
     ]
 
 

@@ -10,8 +10,7 @@ every verdict.
 - No 5xx outside a fault's window, and none but a gateway's or the app's "unavailable"
   (502, 503, 504) inside one; every request got an answer outside the windows.
 - No growth beyond the bounds per hour of each process' memory and descriptors, Redis'
-  memory and PostgreSQL's connections, over the later half of every series that lived long
-  enough to judge.
+  memory and PostgreSQL's connections, over the steady stretch after the last fault.
 - The group never holds more members than the workers, plus the killed workers whose member
   has not expired yet.
 """
@@ -28,9 +27,12 @@ GROWTH_BOUNDS = {
     "redis_memory": (16.0, "MiB"),
     "pg_connections": (10.0, "connections"),
 }
-# Growth is the slope over the later half of a series (after its warm-up), so a pool or a cache
-# that fills up to its bound at first is not taken for a leak, and only where that half spans
-# this long: a slope over a few minutes says more about noise than about a leak.
+# Growth is judged where the load is steady: after the last fault's window (faults restart
+# processes and move clients between them, which changes their memory and descriptors for
+# reasons that are not leaks) and after each series' first GROWTH_WARM_UP seconds (imports,
+# caches and pools filling up to their bounds), over at least MIN_JUDGED_SPAN: a slope over a
+# few minutes says more about noise than about a leak.
+GROWTH_WARM_UP = 300
 MIN_JUDGED_SPAN = 300
 # A killed worker's member stays until group_expiry after its last renewal (fanout.py renews
 # every 300 s; salt/defaults.yaml sets the expiry to 900 s).
@@ -141,22 +143,16 @@ def slope_per_hour(points: list[tuple[float, float]]) -> float:
     return sum((t - mean_t) * (v - mean_v) for t, v in points) / var * 3600
 
 
-def later_half(points: list[tuple[float, float]], warm_up: float) -> list[tuple[float, float]]:
-    """The points of the later half of the time after the series' first WARM_UP seconds."""
-    start = points[0][0] + warm_up
-    middle = start + (points[-1][0] - start) / 2
-    return [(t, v) for t, v in points if t >= middle]
-
-
-def growth(samples: list[dict], warm_up: float, must_judge: bool) -> list[Verdict]:
-    """A verdict per metric of GROWTH_BOUNDS over every series whose later half spans
-    MIN_JUDGED_SPAN. MUST_JUDGE: a run long enough that finding no such series fails."""
+def growth(samples: list[dict], steady_from: float, must_judge: bool) -> list[Verdict]:
+    """A verdict per metric of GROWTH_BOUNDS: the slope of every series from STEADY_FROM (the
+    end of the last fault's window) and its own warm-up on, where that spans MIN_JUDGED_SPAN.
+    MUST_JUDGE: a run long enough that finding no such series fails."""
     verdicts = []
     by_metric = collections.defaultdict(dict)
     for key, points in series(samples).items():
         metric = key.split("|")[0]
         if metric in GROWTH_BOUNDS:
-            judged = later_half(points, warm_up)
+            judged = [(t, v) for t, v in points if t >= max(steady_from, points[0][0] + GROWTH_WARM_UP)]
             if len(judged) >= 2 and judged[-1][0] - judged[0][0] >= MIN_JUDGED_SPAN:
                 by_metric[metric][key] = slope_per_hour(judged)
     for metric, (bound, unit) in GROWTH_BOUNDS.items():
@@ -165,7 +161,8 @@ def growth(samples: list[dict], warm_up: float, must_judge: bool) -> list[Verdic
         name = f"{metric} growth under {bound:g} {unit}/h"
         if not slopes:
             verdicts.append(Verdict(name, not must_judge,
-                                    f"not judged: no series' later half spans {MIN_JUDGED_SPAN // 60} min"))
+                                    f"not judged: no series spans {MIN_JUDGED_SPAN // 60} min of steady load "
+                                    f"after its first {GROWTH_WARM_UP // 60} min"))
             continue
         worst = max(slopes, key=slopes.get)
         detail = ", ".join(f"{k.split('|')[1]} {s:+.1f}" for k, s in sorted(over.items()))

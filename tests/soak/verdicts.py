@@ -173,18 +173,26 @@ def growth(samples: list[dict], steady_from: float, must_judge: bool) -> list[Ve
 
 
 def group_bounded(samples: list[dict], faults: list[dict], workers: int) -> Verdict:
+    """Members never above the workers, plus the killed workers whose member has not expired:
+    those killed by the campaign, and any dead member already there when it began (a worker
+    killed before it), each for MEMBER_LINGERS seconds."""
+    readings = [(row["at"], int(value)) for row in samples for key, value in row.items() if key.startswith("group|")]
+    if not readings:
+        return Verdict("group membership bounded", False, "never read")
+    start, first = readings[0]
+    dead_before = max(0, first - workers)
     kills = [f["start"] for f in faults if f["name"] == "worker SIGKILL"]
-    over, largest = [], 0
-    for row in samples:
-        for key, value in row.items():
-            if key.startswith("group|"):
-                bound = workers + sum(1 for k in kills if row["at"] - MEMBER_LINGERS <= k <= row["at"])
-                largest = max(largest, int(value))
-                if value > bound:
-                    over.append(f"{int(value)} members at {row['at']:.0f} s (bound {bound})")
-    return Verdict("group membership bounded", not over and largest > 0,
+    over = []
+    for at, members in readings:
+        bound = (workers + sum(1 for k in kills if at - MEMBER_LINGERS <= k <= at)
+                 + (dead_before if at - start <= MEMBER_LINGERS else 0))
+        if members > bound:
+            over.append(f"{members} members at {at:.0f} s (bound {bound})")
+    largest = max(members for _, members in readings)
+    return Verdict("group membership bounded", not over,
                    "; ".join(over[:5]) if over else
-                   (f"at most {largest} members for {workers} workers" if largest else "never read"))
+                   f"at most {largest} members for {workers} workers ({dead_before} dead member(s) from "
+                   "before the run, left to expire)")
 
 
 def load_ran(clients: int, opened: int, connections: int, confirmed_adds: int, deliveries: int) -> Verdict:

@@ -98,11 +98,19 @@ def test_slope_per_hour():
 
 def test_the_group_may_hold_a_killed_workers_member_until_it_expires():
     kill = [{"name": "worker SIGKILL", "start": 100, "end": 110}]
-    samples = [{"at": 200, "group|redis|x": 4}, {"at": 100 + v.MEMBER_LINGERS + 10, "group|redis|x": 4}]
+    samples = [{"at": 50, "group|redis|x": 3}, {"at": 200, "group|redis|x": 4},
+               {"at": 100 + v.MEMBER_LINGERS + 10, "group|redis|x": 4}]
     verdict = v.group_bounded(samples, kill, workers=3)
     assert not verdict.ok and "bound 3" in verdict.detail
-    assert v.group_bounded(samples[:1], kill, workers=3).ok
+    assert v.group_bounded(samples[:2], kill, workers=3).ok
     assert not v.group_bounded([], kill, workers=3).ok
+
+
+def test_a_dead_member_from_before_the_run_may_linger_until_it_expires():
+    samples = [{"at": 10, "group|redis|x": 4}, {"at": 600, "group|redis|x": 4}]
+    assert v.group_bounded(samples, [], workers=3).ok
+    late = samples + [{"at": 10 + v.MEMBER_LINGERS + 10, "group|redis|x": 4}]
+    assert not v.group_bounded(late, [], workers=3).ok
 
 
 def test_the_plan_spreads_every_fault_between_a_quiet_start_and_end(monkeypatch):

@@ -179,8 +179,10 @@ def group_bounded(samples: list[dict], faults: list[dict], workers: int) -> Verd
     readings = [(row["at"], int(value)) for row in samples for key, value in row.items() if key.startswith("group|")]
     if not readings:
         return Verdict("group membership bounded", False, "never read")
-    start, first = readings[0]
-    dead_before = max(0, first - workers)
+    # A worker joins with its first socket, so the first readings may still lack live members:
+    # the dead ones from before are what exceeds the workers in the first minute.
+    start = readings[0][0]
+    dead_before = max(0, max(m for at, m in readings if at - start <= 60) - workers)
     kills = [f["start"] for f in faults if f["name"] == "worker SIGKILL"]
     over = []
     for at, members in readings:

@@ -107,7 +107,7 @@ def test_the_group_may_hold_a_killed_workers_member_until_it_expires():
 
 
 def test_a_dead_member_from_before_the_run_may_linger_until_it_expires():
-    samples = [{"at": 10, "group|redis|x": 4}, {"at": 600, "group|redis|x": 4}]
+    samples = [{"at": 0, "group|redis|x": 3}, {"at": 10, "group|redis|x": 4}, {"at": 600, "group|redis|x": 4}]
     assert v.group_bounded(samples, [], workers=3).ok
     late = samples + [{"at": 10 + v.MEMBER_LINGERS + 10, "group|redis|x": 4}]
     assert not v.group_bounded(late, [], workers=3).ok

@@ -114,11 +114,12 @@ def processes(cid: str) -> list[tuple[int, str]]:
     return procs
 
 
-def daphne_workers(cid: str) -> dict[int, int]:
+def daphne_workers(cid: str, procs: list[tuple[int, str]] | None = None) -> dict[int, int]:
     """Worker number (1-based, as in the X-Asgi-Worker header) -> host pid of that daphne,
-    read from the worker's own socket path (asgi-<N>.sock)."""
+    read from the worker's own socket path (asgi-<N>.sock). `procs`: the container's
+    processes when the caller has just read them."""
     workers = {}
-    for pid, args in processes(cid):
+    for pid, args in processes(cid) if procs is None else procs:
         match = re.search(r"asgi-(\d+)\.sock\b", args)
         if "daphne" in args and match and not args.startswith(("sh ", "/bin/sh ", "bash ")):
             workers[int(match.group(1))] = pid

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import math
 import os
 import random
 import threading
@@ -387,7 +386,7 @@ def sample(stack: TestStack, containers: dict[str, str]) -> dict:
             continue
         groups = {f"{service} nginx": _nginx_pids(procs)}
         if service == "web":
-            groups.update({f"web worker {n}": (pid, [pid]) for n, pid in docker.daphne_workers(containers["web"]).items()})
+            groups.update({f"web worker {n}": (pid, [pid]) for n, pid in docker.daphne_workers(containers["web"], procs).items()})
         for label, found in groups.items():
             usage = _process_usage(found[1]) if found else None
             if usage:
@@ -490,11 +489,3 @@ async def run(stack: TestStack, credentials: tuple[str, str], workers: int, plan
         await population.stop()
     record.final["seconds"] = record.now()
     return record
-
-
-def percentile(values, q: float) -> float:
-    """The q-th percentile (0..100) by nearest rank; NaN for no values."""
-    ordered = sorted(values)
-    if not ordered:
-        return math.nan
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))]

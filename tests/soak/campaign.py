@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import math
 import os
 import random
 import threading
@@ -489,3 +490,11 @@ async def run(stack: TestStack, credentials: tuple[str, str], workers: int, plan
         await population.stop()
     record.final["seconds"] = record.now()
     return record
+
+
+def percentile(values, q: float) -> float:
+    """The q-th percentile (0..100) by nearest rank; NaN for no values."""
+    ordered = sorted(values)
+    if not ordered:
+        return math.nan
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))]

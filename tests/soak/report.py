@@ -13,8 +13,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.bench.fanout import ms, percentile
-from tests.soak.campaign import FAULT_GRACE_SECONDS, Record
+from tests.soak.campaign import FAULT_GRACE_SECONDS, Record, percentile
 from tests.soak.verdicts import Verdict, fault_windows, series
 
 REPO = Path(__file__).resolve().parents[2]
@@ -147,8 +146,8 @@ def markdown(record: Record, verdicts: list[Verdict], figures: list[str]) -> str
             ("HTTP answers", ", ".join(f"{status}: {n:,}" for status, n in sorted(record.statuses.items()))),
             ("requests without an answer", f"{len(record.failures):,}"),
             ("faults injected", f"{len(record.faults)}"),
-            ("notification latency, all deliveries", f"p50 {ms(percentile(all_latency, 50))} ms, "
-                                                     f"p99 {ms(percentile(all_latency, 99))} ms "
+            ("notification latency, all deliveries", f"p50 {percentile(all_latency, 50) * 1000:.0f} ms, "
+                                                     f"p99 {percentile(all_latency, 99) * 1000:.0f} ms "
                                                      f"({len(all_latency):,} deliveries)"),
         ]),
         "",

@@ -4,7 +4,7 @@ be able to fail, and fail for the right reason."""
 import pytest
 
 from tests.soak import verdicts as v
-from tests.soak.campaign import Attempt, Plan
+from tests.soak.campaign import Attempt, Plan, percentile
 
 ADDED, DELETED = "dam_added", "dam_deleted"
 
@@ -127,6 +127,11 @@ def test_the_plan_refuses_bad_values_by_name(monkeypatch, value):
     monkeypatch.setenv("SOAK_CLIENTS", value)
     with pytest.raises(ValueError, match="SOAK_CLIENTS"):
         Plan.from_env()
+
+
+def test_percentile_by_nearest_rank():
+    assert percentile(range(1, 101), 99) == 99
+    assert percentile([5], 50) == 5
 
 
 def test_a_pool_filling_up_at_first_is_not_a_leak():

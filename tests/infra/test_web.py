@@ -155,29 +155,3 @@ def test_portal_config_is_not_world_readable(stack):
     home = stack.env("web")["TETHYS_HOME"]
     mode = stack.host("web").file(f"{home}/portal_config.yml").mode
     assert not mode & 0o004, f"portal_config.yml mode {oct(mode)} is world-readable"
-
-
-
-# A proxied WebSocket holds two descriptors (client and upstream) in one nginx worker, and each
-# worker has its own descriptor limit (20,000 on the machine this was built on).
-PROXIED_WEBSOCKETS = 10_000
-DESCRIPTORS_KEPT = 256  # for logs and files (worker_connections = limit - this)
-
-
-# nginx workers by their title, read from /proc (the edge has no `ps`): "<pid> <soft limit>".
-NGINX_WORKER_LIMITS = (
-    'for d in /proc/[0-9]*; do '
-    'case "$(tr "\\0" " " < "$d/cmdline" 2>/dev/null)" in "nginx: worker process"*) '
-    'echo "${d#/proc/} $(grep "^Max open files" "$d/limits" | tr -s " " | cut -d " " -f 4)";; esac; '
-    'done')
-
-
-@pytest.mark.parametrize("service", ["web", "edge"])
-def test_the_proxies_may_hold_ten_thousand_websockets(stack, service):
-    out = stack.host(service).check_output(NGINX_WORKER_LIMITS)
-    limits = {int(pid): int(limit) for pid, limit in (line.split() for line in out.splitlines())}
-    assert limits, f"no nginx worker in {service}"
-    sockets = sum(max(0, limit - DESCRIPTORS_KEPT) // 2 for limit in limits.values())
-    assert sockets >= PROXIED_WEBSOCKETS, (
-        f"{service}'s nginx workers (pid: descriptor limit) {limits} hold {sockets} WebSockets, "
-        f"not {PROXIED_WEBSOCKETS}: raise the container's nofile limit")

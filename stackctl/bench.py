@@ -55,7 +55,7 @@ from stackctl.console import StackError, say
 from stackctl.envfiles import EnvWriter, read_env_file, set_value, stack_value, write_env_files
 from stackctl.health import wait_healthy
 from stackctl.lifecycle import ONE_SHOT, UP_TIMEOUT, services
-from stackctl.settings import BUILD_DIR, ENV_EXAMPLES_DIR, ROOT, Stack
+from stackctl.settings import BUILD_DIR, ENV_EXAMPLES_DIR, ROOT, Stack, source_commit
 
 OUT = BUILD_DIR / "bench"
 # Published by each bench stack's edge: HTTPS, and HTTP (the redirect). Only their own, so the
@@ -455,6 +455,12 @@ def main(argv: list[str]) -> int:
     docker.require()
     warn_if_busy()
     OUT.mkdir(parents=True, exist_ok=True)
+    if not args.storm_only:
+        # An earlier run's results must not be reported (or kept) beside this run's.
+        for stale in OUT.rglob("*.json"):
+            stale.unlink()
+    # The code the results belong to: the report names it and keeps it with the raw results.
+    (OUT / "run.json").write_text(json.dumps({"commit": source_commit(), "configs": configs, "clients": clients}))
     # Build (or check) the images first, so the first-start time below is the start alone.
     if not args.no_build:
         images.prepare()
@@ -465,8 +471,6 @@ def main(argv: list[str]) -> int:
             if cfg == LIMIT:
                 run_limit(clients, web_image)
                 continue
-            # An earlier run's results must not be reported beside this run's.
-            (OUT / (cfg + EDGE_SUFFIX) / "fanout.json").unlink(missing_ok=True)
             if cfg == "ours":
                 (OUT / STORM_DIR / "storm.json").unlink(missing_ok=True)
             if cfg == "swarm":

@@ -10,6 +10,7 @@ edge.env) and, in the TLS modes, redirects plain HTTP on WEB_HTTP_PORT to it.
 from __future__ import annotations
 
 import os
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,19 @@ def versions() -> dict[str, str]:
     from stackctl.envfiles import read_env_file
 
     return read_env_file(VERSIONS_FILE)
+
+
+def source_commit() -> str:
+    """The checkout's commit, which published figures name ("unknown" outside a git checkout)."""
+    try:
+        def git(*args: str) -> str:
+            return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True,
+                                  check=True).stdout.strip()
+
+        dirty = git("status", "--porcelain", "--untracked-files=no")
+        return git("rev-parse", "--short", "HEAD") + (" (with uncommitted changes)" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
 
 
 @dataclass(frozen=True)

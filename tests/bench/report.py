@@ -22,6 +22,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "benchmarks.md"
 PLOT = REPO / "docs" / "benchmarks-latency.png"
+# Every result file of the run the document shows, in one file beside it.
+RAW = REPO / "docs" / "benchmarks-results.json"
 MARK_START = "<!-- bench:results:start -->"
 MARK_END = "<!-- bench:results:end -->"
 
@@ -296,6 +298,12 @@ def edge_section(ours, edge) -> list[str]:
     ]
 
 
+def raw_results(out: Path, measured: str) -> dict:
+    """Every JSON file the run wrote, by its path under OUT, with when and on what it ran."""
+    files = {str(path.relative_to(out)): load(path) for path in sorted(out.rglob("*.json"))}
+    return {"measured": measured, "commit": (files.get("run.json") or {}).get("commit", "unknown"), "files": files}
+
+
 def main(out_dir: str) -> int:
     out = Path(out_dir)
     ours, ref = load(out / "ours" / "fanout.json"), load(out / "ref" / "fanout.json")
@@ -307,9 +315,12 @@ def main(out_dir: str) -> int:
     verdict_rows = (verdicts(ours, edge) + (swarm_verdicts(edge, swarm) if swarm is not None else [])
                     + limit_verdict(ours, limit) + storm_verdict(storm))
 
+    run = load(out / "run.json") or {}
+    measured = f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC"
     text = [
-        f"Measured {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC on {platform.node()} "
-        f"({os.cpu_count()} cores), load average at report time {open('/proc/loadavg').read().split()[0]}.",
+        f"Measured {measured} on commit {run.get('commit', 'unknown')}, on {platform.node()} "
+        f"({os.cpu_count()} cores), load average at report time {open('/proc/loadavg').read().split()[0]}. "
+        f"Every result file of this run: [{RAW.name}]({RAW.name}).",
         "",
         "### Fan-out",
         "",
@@ -338,6 +349,7 @@ def main(out_dir: str) -> int:
 
     doc = DOC.read_text() if DOC.is_file() else ""
     if MARK_START in doc and MARK_END in doc:
+        RAW.write_text(json.dumps(raw_results(out, measured), indent=1) + "\n")
         head, rest = doc.split(MARK_START, 1)
         _, tail = rest.split(MARK_END, 1)
         DOC.write_text(f"{head}{MARK_START}\n{block}\n{MARK_END}{tail}")

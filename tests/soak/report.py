@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 import os
 import platform
-import subprocess
 import time
 from pathlib import Path
 
+from stackctl.settings import source_commit
 from tests.soak.campaign import FAULT_GRACE_SECONDS, Record, percentile
 from tests.soak.verdicts import Verdict, fault_windows, series
 
@@ -25,17 +25,6 @@ FIGURES = (
     ("postgres", "PostgreSQL client connections", ("pg_connections",), "connections"),
     ("clients", "Connected WebSocket clients", ("clients",), "clients"),
 )
-
-
-def _commit() -> str:
-    try:
-        head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, check=True).stdout.strip()
-        return head + (" (with uncommitted changes)" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def latency_by_minute(record: Record) -> list[tuple[int, int, float, float]]:
@@ -115,7 +104,7 @@ def markdown(record: Record, verdicts: list[Verdict], figures: list[str]) -> str
         "# Reliability: the soak campaign",
         "",
         f"Written by `make soak` (tests/soak/) on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
-        f"commit {_commit()}, on a {platform.machine()} host with {os.cpu_count()} CPUs. "
+        f"commit {source_commit()}, on a {platform.machine()} host with {os.cpu_count()} CPUs. "
         "Every number below is the run's; run `make soak` to measure again (`SOAK_MINUTES`, `SOAK_CLIENTS`, ...: see the README).",
         "",
         "## Verdicts",
@@ -175,7 +164,7 @@ def markdown(record: Record, verdicts: list[Verdict], figures: list[str]) -> str
 def _raw(record: Record, verdicts: list[Verdict]) -> dict:
     final = {k: v for k, v in record.final.items() if k != "clients"}
     return {
-        "plan": record.plan.__dict__, "workers": record.workers, "commit": _commit(),
+        "plan": record.plan.__dict__, "workers": record.workers, "commit": source_commit(),
         "verdicts": [v.__dict__ for v in verdicts], "faults": record.faults, "samples": record.samples,
         "statuses": record.statuses, "server_errors": record.server_errors, "failures": record.failures,
         "counts": {"clients_opened": record.clients_opened, "connections": record.connections,

@@ -66,3 +66,12 @@ def test_the_storm_client_applies_in_order_and_catches_up_on_a_gap_or_a_sync_ahe
 
 def test_peak_per_second():
     assert storm.peak_per_second([0.1, 0.5, 1.2, 1.3, 1.9, 5.0]) == 3
+
+
+def test_the_raw_results_keep_every_file_and_the_commit(tmp_path):
+    (tmp_path / "ours").mkdir()
+    (tmp_path / "ours" / "fanout.json").write_text('{"runs": []}')
+    (tmp_path / "run.json").write_text('{"commit": "abc1234"}')
+    raw = report.raw_results(tmp_path, "2026-12-04 20:00 UTC")
+    assert raw["commit"] == "abc1234"
+    assert raw["files"] == {"ours/fanout.json": {"runs": []}, "run.json": {"commit": "abc1234"}}

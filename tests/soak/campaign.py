@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 
 from stackctl import docker
 from stackctl.portal import ADD_PATH, APP_PATH, EVENTS_PATH, Portal, dam_form, visible_text
+from stackctl.settings import source_commit
 from tests.faults import faultkit
 from tests.notifications import NotificationClient, dam_from_event
 from tests.stack import APP_DB, TestStack
@@ -129,6 +130,8 @@ class Record:
     run_id: str
     workers: int
     started: float = field(default_factory=time.monotonic)
+    # The code the run belongs to, read before the report rewrites its own tracked files.
+    commit: str = field(default_factory=source_commit)
     adds: list[Attempt] = field(default_factory=list)
     deletes: list[Attempt] = field(default_factory=list)
     faults: list[dict] = field(default_factory=list)  # name, start, end, error

@@ -12,7 +12,6 @@ import platform
 import time
 from pathlib import Path
 
-from stackctl.settings import source_commit
 from tests.soak.campaign import FAULT_GRACE_SECONDS, Record, percentile
 from tests.soak.verdicts import Verdict, fault_windows, series
 
@@ -104,7 +103,7 @@ def markdown(record: Record, verdicts: list[Verdict], figures: list[str]) -> str
         "# Reliability: the soak campaign",
         "",
         f"Written by `make soak` (tests/soak/) on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
-        f"commit {source_commit()}, on a {platform.machine()} host with {os.cpu_count()} CPUs. "
+        f"commit {record.commit}, on a {platform.machine()} host with {os.cpu_count()} CPUs. "
         "Every number below is the run's; run `make soak` to measure again (`SOAK_MINUTES`, `SOAK_CLIENTS`, ...: see the README).",
         "",
         "## Verdicts",
@@ -164,7 +163,7 @@ def markdown(record: Record, verdicts: list[Verdict], figures: list[str]) -> str
 def _raw(record: Record, verdicts: list[Verdict]) -> dict:
     final = {k: v for k, v in record.final.items() if k != "clients"}
     return {
-        "plan": record.plan.__dict__, "workers": record.workers, "commit": source_commit(),
+        "plan": record.plan.__dict__, "workers": record.workers, "commit": record.commit,
         "verdicts": [v.__dict__ for v in verdicts], "faults": record.faults, "samples": record.samples,
         "statuses": record.statuses, "server_errors": record.server_errors, "failures": record.failures,
         "counts": {"clients_opened": record.clients_opened, "connections": record.connections,

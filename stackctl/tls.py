@@ -67,10 +67,14 @@ def _san(names) -> str:
     return ",".join(entries)
 
 
+CN_MAX = 64
+
+
 def make_ca(cert: Path, key: Path, common_name: str) -> None:
     """A self-signed CA that may sign server certificates only (no intermediate CAs)."""
     _openssl("req", "-x509", *EC_KEY, "-keyout", key, "-out", cert, "-days", CA_DAYS,
-             "-subj", f"/CN={common_name}",
+             # X.509 caps a common name at 64 characters (a long project name would pass it).
+             "-subj", f"/CN={common_name[:CN_MAX]}",
              "-addext", "basicConstraints=critical,CA:TRUE,pathlen:0",
              "-addext", "keyUsage=critical,keyCertSign,cRLSign")
     key.chmod(0o600)

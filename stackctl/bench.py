@@ -455,10 +455,9 @@ def main(argv: list[str]) -> int:
     docker.require()
     warn_if_busy()
     OUT.mkdir(parents=True, exist_ok=True)
-    if not args.storm_only:
-        # An earlier run's results must not be reported (or kept) beside this run's.
-        for stale in OUT.rglob("*.json"):
-            stale.unlink()
+    # An earlier run's results must not be reported (or kept) beside this run's.
+    for stale in [OUT / STORM_DIR / "storm.json"] if args.storm_only else OUT.rglob("*.json"):
+        stale.unlink(missing_ok=True)
     # The code the results belong to: the report names it and keeps it with the raw results.
     (OUT / "run.json").write_text(json.dumps({"commit": source_commit(), "configs": configs, "clients": clients}))
     # Build (or check) the images first, so the first-start time below is the start alone.
@@ -471,8 +470,6 @@ def main(argv: list[str]) -> int:
             if cfg == LIMIT:
                 run_limit(clients, web_image)
                 continue
-            if cfg == "ours":
-                (OUT / STORM_DIR / "storm.json").unlink(missing_ok=True)
             if cfg == "swarm":
                 stack = start_swarm(cfg)
                 web = swarm.task_containers(stack, "web")[0]

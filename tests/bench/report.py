@@ -315,10 +315,9 @@ def main(out_dir: str) -> int:
     verdict_rows = (verdicts(ours, edge) + (swarm_verdicts(edge, swarm) if swarm is not None else [])
                     + limit_verdict(ours, limit) + storm_verdict(storm))
 
-    run = load(out / "run.json") or {}
-    measured = f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC"
+    raw = raw_results(out, f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC")
     text = [
-        f"Measured {measured} on commit {run.get('commit', 'unknown')}, on {platform.node()} "
+        f"Measured {raw['measured']} on commit {raw['commit']}, on {platform.node()} "
         f"({os.cpu_count()} cores), load average at report time {open('/proc/loadavg').read().split()[0]}. "
         f"Every result file of this run: [{RAW.name}]({RAW.name}).",
         "",
@@ -349,7 +348,7 @@ def main(out_dir: str) -> int:
 
     doc = DOC.read_text() if DOC.is_file() else ""
     if MARK_START in doc and MARK_END in doc:
-        RAW.write_text(json.dumps(raw_results(out, measured), indent=1) + "\n")
+        RAW.write_text(json.dumps(raw, indent=1) + "\n")
         head, rest = doc.split(MARK_START, 1)
         _, tail = rest.split(MARK_END, 1)
         DOC.write_text(f"{head}{MARK_START}\n{block}\n{MARK_END}{tail}")

@@ -404,6 +404,7 @@ def run_storm(cfg: str, compose: Compose, web_image: str, clients: int) -> None:
             answer("down")
             hear("added")
             docker.docker("start", redis)
+            answer("started")
             wait_healthy(compose, ("redis",), RESTART_TIMEOUT, quiet=True)
             answer("back")
             results = proc.stdout.read()

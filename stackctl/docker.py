@@ -126,6 +126,16 @@ def daphne_workers(cid: str, procs: list[tuple[int, str]] | None = None) -> dict
     return workers
 
 
+# How a daphne worker's command line names its socket: a Twisted endpoint with its backlog.
+WORKER_ENDPOINT = re.compile(r"\bunix:([^:\s]+):backlog=(\d+)")
+
+
+def worker_endpoint(args: str) -> tuple[str, int] | None:
+    """(socket path, listen backlog) of a daphne worker's command line; None if it has none."""
+    match = WORKER_ENDPOINT.search(args)
+    return (match.group(1), int(match.group(2))) if match else None
+
+
 def rss_kib(pid: int) -> int:
     """Resident memory of a host pid (a container's processes are host processes)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():

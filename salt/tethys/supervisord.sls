@@ -3,6 +3,11 @@
 include:
   - tethys.dirs
 
+{#- map.jinja reads a number that is not one as 0 #}
+{%- if tethys.asgi.listen_backlog < 1 %}
+{{ raise('ASGI_LISTEN_BACKLOG must be a whole number of at least 1 (connections queued per worker socket)') }}
+{%- endif %}
+
 tethys-supervisord-conf:
   file.managed:
     - name: {{ tethys.run_dir }}/supervisord.conf

@@ -160,8 +160,10 @@ def storm_verdict(storm) -> list[tuple[str, str, str]]:
     return [(target, "met" if storm["ok"] else "MISSED",
              f"{storm['holding_every_dam_within_target']:,}/{storm['clients']:,} within the target "
              f"({storm['connected']:,} connected), p50 {fmt(storm['caught_up_p50_s'], ' s')}, "
-             f"p99 {fmt(storm['caught_up_p99_s'], ' s')}, max {fmt(storm['caught_up_max_s'], ' s')} after the "
-             f"restart (Redis healthy after {storm['redis_back_after_s']} s); {storm['catch_up_requests']:,} "
+             f"p99 {fmt(storm['caught_up_p99_s'], ' s')}, max {fmt(storm['caught_up_max_s'], ' s')} after Redis "
+             f"was started again ({storm['redis_started_after_s']} s after the stop, healthy after "
+             f"{storm['redis_healthy_after_s']} s; p99 from the stop {fmt(storm['caught_up_p99_from_stop_s'], ' s')}); "
+             f"{storm['catch_up_requests']:,} "
              f"catch-ups {storm['catch_up_statuses']}, peak {storm['catch_up_peak_per_second']:,}/s; "
              f"{storm['reconnections']:,} reconnections, {storm['handshakes_refused']:,} handshakes refused")]
 

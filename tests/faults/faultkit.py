@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import re
 import signal
 import time
 from typing import Awaitable, Callable
@@ -103,8 +102,7 @@ def kill_worker(stack, worker: int | None = None) -> int:
     workers = docker.daphne_workers(web)
     worker = worker if worker is not None else random.choice(sorted(workers))
     pid = workers[worker]
-    socket_path = next(re.search(r"--unix-socket (\S+)", args).group(1)
-                       for p, args in docker.processes(web) if p == pid)
+    socket_path = next(docker.worker_endpoint(args)[0] for p, args in docker.processes(web) if p == pid)
     os.kill(pid, signal.SIGKILL)
     wait_until(lambda: docker.daphne_workers(web).get(worker) not in (None, pid),
                60, 0.5, f"supervisord restarting ASGI worker {worker}")

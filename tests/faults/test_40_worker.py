@@ -3,12 +3,51 @@ notice nothing, the ones on the killed worker reconnect and catch up."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 
 from stackctl import docker
 from stackctl.portal import WORKER_HEADER
 from tests.faults import faultkit as fk
 from tests.notifications import NotificationClient
+
+# More connections than daphne's own listen backlog (50) holds, fewer than the stack's.
+QUEUED_CONNECTIONS = 300
+# Opens N connections to a unix socket without waiting for them to be accepted; prints how
+# many the kernel queued (a full backlog refuses the rest with EAGAIN).
+QUEUE_PROBE = """
+import socket, sys
+path, n = sys.argv[1], int(sys.argv[2])
+held = []
+for _ in range(n):
+    s = socket.socket(socket.AF_UNIX)
+    s.setblocking(False)
+    try:
+        s.connect(path)
+        held.append(s)
+    except BlockingIOError:
+        s.close()
+print(len(held))
+"""
+
+
+def test_a_stalled_worker_queues_connections_instead_of_refusing_them(stack, containers):
+    """While a worker is busy (here: stopped), nginx's connections to it wait in the socket's
+    queue; a full queue would make nginx answer 502 during a burst of reconnects."""
+    web = containers["web"]
+    procs = docker.processes(web)
+    pid = min(docker.daphne_workers(web, procs).values())
+    path, backlog = docker.worker_endpoint(dict(procs)[pid])
+    assert backlog >= QUEUED_CONNECTIONS, f"the worker listens with a backlog of {backlog}"
+    python = stack.web_python_path()
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        queued = stack.exec("web", [python, "-c", QUEUE_PROBE, path, str(QUEUED_CONNECTIONS)], timeout=60)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert int(queued) == QUEUED_CONNECTIONS, (
+        f"a stalled worker's socket queued {queued.strip()} of {QUEUED_CONNECTIONS} connections")
 
 
 def test_killed_asgi_worker_is_restarted_and_others_notice_nothing(stack, portal, containers, asgi_processes):

@@ -1,13 +1,13 @@
 """The web container through testinfra: its processes and their users (`host.process`), the
 workers' unix sockets (`host.socket`), files (`host.file`) and the effective config."""
 
-import re
 from urllib.parse import urlparse
 
 import pytest
 import yaml
 
-SOCKET_ARG = re.compile(r"--unix-socket[= ](\S+)")
+from stackctl import docker
+
 
 
 @pytest.fixture(scope="module")
@@ -29,9 +29,9 @@ def daphnes(web):
 
 
 def worker_socket(process) -> str:
-    match = SOCKET_ARG.search(process.args)
-    assert match, f"daphne {process.pid} names no unix socket: {process.args}"
-    return match.group(1)
+    endpoint = docker.worker_endpoint(process.args)
+    assert endpoint, f"daphne {process.pid} names no unix socket: {process.args}"
+    return endpoint[0]
 
 
 def test_test_stack_runs_three_asgi_processes(asgi_processes):
@@ -75,6 +75,12 @@ def test_each_worker_has_its_own_listening_unix_socket(web, daphnes):
     assert len(set(paths)) == len(paths), f"workers share a socket: {paths}"
     for path in paths:
         assert web.socket(f"unix://{path}").is_listening, f"{path} is not listening"
+
+
+def test_each_worker_socket_queues_the_configured_backlog(stack, daphnes):
+    configured = int(stack.env("web").get("ASGI_LISTEN_BACKLOG") or 4096)
+    backlogs = {p.pid: docker.worker_endpoint(p.args)[1] for p in daphnes}
+    assert set(backlogs.values()) == {configured}, f"listen backlogs {backlogs}, configured {configured}"
 
 
 def test_each_worker_socket_answers_http(web, daphnes):

@@ -140,6 +140,13 @@ def test_a_bad_front_end_setting_stops_the_start_naming_it(web_image, variable, 
     assert f"{variable} must be" in proc.stdout + proc.stderr, (proc.stdout + proc.stderr)[-2000:]
 
 
+@pytest.mark.parametrize("value", ["many", "0"])
+def test_a_bad_listen_backlog_stops_the_start_naming_it(web_image, value):
+    proc = salt_call(web_image, {"ASGI_LISTEN_BACKLOG": value}, "state.show_sls", "tethys.supervisord")
+    assert proc.returncode != 0, proc.stdout
+    assert "ASGI_LISTEN_BACKLOG must be" in proc.stdout + proc.stderr, (proc.stdout + proc.stderr)[-2000:]
+
+
 def rendered_settings(web_image, env) -> dict:
     proc = salt_call(web_image, env, "slsutil.renderer", "salt://tethys/files/portal_config.yml.jinja",
                      "default_renderer=jinja")

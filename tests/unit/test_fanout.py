@@ -72,8 +72,8 @@ async def new_fan(layer):
     """Makes Fanouts on `layer`; their tasks are stopped after the test, pass or fail."""
     made = []
 
-    def make(read_last_seq=lambda: 0):
-        made.append(fanout.Fanout(layer, read_last_seq=read_last_seq))
+    def make(read_last_seq=lambda: 0, read_events_after=lambda seq, limit: []):
+        made.append(fanout.Fanout(layer, read_last_seq=read_last_seq, read_events_after=read_events_after))
         return made[-1]
 
     yield make
@@ -126,59 +126,126 @@ async def test_other_message_types_are_not_relayed(fan, layer):
 
 
 @pytest.mark.asyncio
-async def test_layer_failure_closes_sockets_with_4012_then_rejoins(fan, layer):
+async def test_layer_failure_keeps_the_sockets_and_rejoins(fan, layer):
     sockets = attached(fan, 3)
     layer.down = True
     await layer.queue.put(ConnectionError("connection reset by peer"))
-    await wait_for(lambda: all(s.closed_with for s in sockets))
-    assert {s.closed_with for s in sockets} == {fanout.CLOSE_LAYER_LOST}
-    assert not fan.sockets and not fan.member.is_set()
+    await wait_for(lambda: not fan.member.is_set())
+    await asyncio.sleep(0.1)
+    assert [s.closed_with for s in sockets] == [None] * 3, "a Redis outage closed sockets"
+    assert fan.sockets == set(sockets)
 
     layer.down = False  # Redis is back: the process joins the group again by itself
     await wait_for(fan.member.is_set)
     assert layer.adds == 2
+    await layer.queue.put({"type": events.EVENT_TYPE, "event": "dam_added", "seq": 1})
+    await wait_for(lambda: all(s.sent for s in sockets))
+
+
+def outbox(*seqs, last=None):
+    """A stand-in for the outbox: events with these seqs, the last one announced as `last`
+    (default: the highest); records each read of events."""
+    store = {"events": [{"event": "dam_added", "dam": {"id": s}, "seq": s} for s in seqs],
+             "last": max(seqs) if last is None else last, "reads": []}
+
+    def read_events_after(seq, limit):
+        store["reads"].append((seq, limit))
+        return [e for e in store["events"] if e["seq"] > seq][:limit]
+
+    return store, {"read_last_seq": lambda: store["last"], "read_events_after": read_events_after}
+
+
+def sent_seqs(socket):
+    return [(json.loads(t)["event"], json.loads(t)["seq"]) for t in socket.sent]
+
+
+async def relay(layer, sock, *seqs):
+    """Publishes these events through the layer and waits until SOCK got them live."""
+    for seq in seqs:
+        await layer.queue.put({"type": events.EVENT_TYPE, "event": "dam_added", "dam": {"id": seq}, "seq": seq})
+    await wait_for(lambda: all(("dam_added", seq) in sent_seqs(sock) for seq in seqs))
 
 
 @pytest.mark.asyncio
-async def test_not_ready_while_the_layer_is_down(new_fan, layer, monkeypatch):
-    monkeypatch.setattr(fanout, "JOIN_TIMEOUT", 0.2)
+async def test_sync_replays_the_events_not_relayed_live_in_order(new_fan, layer, monkeypatch):
+    monkeypatch.setattr(fanout, "SYNC_SECONDS", 0.02)
+    store, reads = outbox(1, 2, 3, 4, 5, last=1)
+    fan = new_fan(**reads)
+    sock = FakeSocket()
+    fan.attach(sock)
+    await wait_for(lambda: sock.sent)  # the first announcement: nothing to compare it with
+    await relay(layer, sock, 2, 4)  # 3 and 5 were never published (Redis was down)
+    store["last"] = 5
+    await wait_for(lambda: ("sync", 5) in sent_seqs(sock))
+    assert sent_seqs(sock) == [("sync", 1), ("dam_added", 2), ("dam_added", 4),
+                               ("dam_added", 3), ("dam_added", 5), ("sync", 5)]
+    assert store["reads"] == [(1, 4)]
+
+
+@pytest.mark.asyncio
+async def test_back_in_the_group_it_replays_at_once(new_fan, layer, monkeypatch):
+    monkeypatch.setattr(fanout, "SYNC_SECONDS", 0.2)
+    store, reads = outbox(1, 2, last=1)
+    fan = new_fan(**reads)
+    sock = FakeSocket()
+    fan.attach(sock)
+    await wait_for(lambda: sock.sent)
+    monkeypatch.setattr(fanout, "SYNC_SECONDS", 30.0)  # from now on only a rejoin can wake it
+    await asyncio.sleep(0.3)
     layer.down = True
-    fan = new_fan()
-    assert not await fan.ready()
+    await layer.queue.put(ConnectionError("Redis is gone"))
+    await wait_for(lambda: not fan.member.is_set())
+    store["last"] = 2  # published while the process was out of the group: lost
     layer.down = False
-    await wait_for(fan.member.is_set)
-    assert await fan.ready()
+    await wait_for(lambda: ("sync", 2) in sent_seqs(sock), timeout=5)
+    assert sent_seqs(sock) == [("sync", 1), ("dam_added", 2), ("sync", 2)]
 
 
 @pytest.mark.asyncio
-async def test_membership_is_refreshed_while_idle(new_fan, layer, monkeypatch):
-    monkeypatch.setattr(fanout, "REJOIN_SECONDS", 0.05)
-    fan = new_fan()
-    assert await fan.ready()
-    await wait_for(lambda: layer.adds >= 3)
-    [s] = attached(fan, 1)
-    await layer.queue.put({"type": events.EVENT_TYPE, "event": "dam_added"})
-    await wait_for(lambda: s.sent)  # the pending receive survived the refreshes
+async def test_sync_replays_nothing_when_every_event_was_relayed(new_fan, layer, monkeypatch):
+    monkeypatch.setattr(fanout, "SYNC_SECONDS", 0.02)
+    store, reads = outbox(1, 2, last=1)
+    fan = new_fan(**reads)
+    sock = FakeSocket()
+    fan.attach(sock)
+    await wait_for(lambda: sock.sent)
+    await relay(layer, sock, 2)
+    store["last"] = 2
+    await wait_for(lambda: ("sync", 2) in sent_seqs(sock))
+    assert sent_seqs(sock) == [("sync", 1), ("dam_added", 2), ("sync", 2)]
+    assert store["reads"] == []
 
 
 @pytest.mark.asyncio
-async def test_a_large_fan_out_yields_to_the_event_loop_and_misses_no_socket(fan):
-    sockets = attached(fan, fanout.YIELD_EVERY * 4 + 3)
-    ticks = 0
+async def test_past_replay_max_the_sync_alone_sends_clients_to_catch_up(new_fan, monkeypatch):
+    monkeypatch.setattr(fanout, "SYNC_SECONDS", 0.02)
+    store, reads = outbox(*range(1, fanout.REPLAY_MAX + 3), last=1)
+    fan = new_fan(**reads)
+    sock = FakeSocket()
+    fan.attach(sock)
+    await wait_for(lambda: sock.sent)
+    store["last"] = fanout.REPLAY_MAX + 2
+    await wait_for(lambda: len(sock.sent) == 2)
+    await asyncio.sleep(0.1)
+    assert sent_seqs(sock) == [("sync", 1), ("sync", fanout.REPLAY_MAX + 2)]
+    assert store["reads"] == []
 
-    async def ticker():  # runs only when deliver() gives the loop back
-        nonlocal ticks
-        while True:
-            ticks += 1
-            await asyncio.sleep(0)
 
-    tick_task = asyncio.create_task(ticker())
-    await asyncio.sleep(0)
-    before = ticks
-    await fan.deliver({"type": events.EVENT_TYPE, "event": "dam_added"})
-    tick_task.cancel()
-    assert all(len(s.sent) == 1 for s in sockets)
-    assert ticks - before >= 4, "deliver() kept the event loop for the whole fan-out"
+@pytest.mark.asyncio
+async def test_a_failed_replay_read_still_sends_the_sync(new_fan, monkeypatch):
+    monkeypatch.setattr(fanout, "SYNC_SECONDS", 0.02)
+    store = {"last": 1}
+
+    def read_events_after(seq, limit):
+        raise ConnectionError("database is down")
+
+    fan = new_fan(read_last_seq=lambda: store["last"], read_events_after=read_events_after)
+    sock = FakeSocket()
+    fan.attach(sock)
+    await wait_for(lambda: sock.sent)
+    store["last"] = 3
+    await wait_for(lambda: len(sock.sent) == 2)
+    assert sent_seqs(sock) == [("sync", 1), ("sync", 3)]
 
 
 def test_close_codes_are_ones_an_application_may_send():
@@ -186,7 +253,7 @@ def test_close_codes_are_ones_an_application_may_send():
     other code: a 1012 from the app never reached the clients (found by tests/faults)."""
     from tethysapp.dam_inventory.consumers import CLOSE_UNAUTHENTICATED
 
-    for code in (fanout.CLOSE_LAYER_LOST, fanout.CLOSE_TRY_AGAIN_LATER, CLOSE_UNAUTHENTICATED):
+    for code in (fanout.CLOSE_TRY_AGAIN_LATER, CLOSE_UNAUTHENTICATED):
         assert code == 1000 or 3000 <= code <= 4999, code
 
 

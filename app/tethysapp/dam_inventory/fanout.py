@@ -11,19 +11,25 @@ A group_send then costs a few Redis operations whatever the number of sockets.
 Guarantees kept from the per-socket design:
   * membership is re-added every REJOIN_SECONDS, so it never reaches the layer's group_expiry
     and is restored if Redis lost it;
-  * when the layer fails (Redis stopped, killed, restarted) every local socket is closed with
-    4012 (after 1012, "service restart"): its client reconnects and catches up from the last id
-    it saw, so nothing published around the outage is lost silently;
   * a socket is accepted only while the process is a member of the group; a handshake that
     cannot get there within JOIN_TIMEOUT is closed with 4013 (after 1013, "try again later").
     autobahn, daphne's WebSocket layer, lets an application close only with 1000 or 3000-4999
-    (it raises on 1012), hence the 4xxx mirrors.
+    (it raises on 1012), hence the 4xxx mirror.
 
 What the group alone cannot guarantee, the outbox does (model.DamEvent): every SYNC_SECONDS
 each process reads the last event's seq and, when it is not the one it last announced (or
-RESYNC_SECONDS went by), sends it to its sockets in a sync message. A client behind it (a
-publish that failed, a frame it missed) fetches what it lacks. So a lost notification costs
-a client at most SYNC_SECONDS, never a reload.
+RESYNC_SECONDS went by), sends it to its sockets in a sync message. Before that message it
+replays, from the outbox, the events since the last announcement that this process did not
+relay live (a publish that failed, a message Redis lost): up to REPLAY_MAX of them, so a
+client normally needs no request to fill the hole. A client still behind the sync message
+fetches what it lacks. So a lost notification costs a client at most SYNC_SECONDS, never a
+reload.
+
+That is also why a channel layer failure (Redis stopped, killed, restarted) closes no socket:
+the sync and the replay read PostgreSQL, not Redis, so the clients keep getting every event,
+late by at most SYNC_SECONDS, while the process joins the group again. Closing them instead
+would send every client back at once (a reconnect storm: thousands of handshakes and
+catch-up requests) at the moment the stack is recovering.
 
 A process leaves the group when daphne shuts it down; one that dies without leaving is
 dropped by the layer after group_expiry, which every live member renews each REJOIN_SECONDS.
@@ -43,11 +49,12 @@ from . import events
 
 log = logging.getLogger(__name__)
 
-CLOSE_LAYER_LOST = 4012
 CLOSE_TRY_AGAIN_LATER = 4013
 JOIN_TIMEOUT = 5.0
 REJOIN_SECONDS = 300.0
-RETRY_MAX_SECONDS = 5.0
+# While Redis is down each process retries at least this often: a retry is one connection
+# attempt, and every second sooner back in the group is a second of live delivery sooner.
+RETRY_MIN_SECONDS, RETRY_MAX_SECONDS = 0.25, 1.0
 # A send only queues the frame in Twisted's transport; the event loop writes it out. Yielding
 # every YIELD_EVERY sockets lets those writes (and nginx, and the clients) start while the loop
 # goes on, instead of after all of it: 5,000 clients, p99 535 ms -> 254 ms (100: 308 ms, 250:
@@ -55,6 +62,10 @@ RETRY_MAX_SECONDS = 5.0
 YIELD_EVERY = 25
 SYNC_SECONDS = 5.0
 RESYNC_SECONDS = 60.0
+# Replaying an event costs about 54 us of CPU per socket (one frame written); a catch-up
+# request costs each client's worker a few milliseconds (a Django view and a query). Past this
+# many missed events a client's one request is the cheaper way, and the sync message makes it.
+REPLAY_MAX = 20
 LEAVE_TIMEOUT = 2.0
 
 # One Fanout per event loop: daphne runs one loop per process; tests may run several in turn.
@@ -81,6 +92,15 @@ def last_event_seq() -> int:
         return model.last_event_seq(session)
 
 
+def events_after(seq: int, limit: int) -> list[dict]:
+    """The outbox's events after SEQ, at most LIMIT (blocking: run it in a thread)."""
+    from . import model
+    from .controllers import store_session
+
+    with store_session() as session:
+        return model.events_after(session, seq, limit)
+
+
 def _leave_when_daphne_stops(fanout: "Fanout") -> None:
     """Under daphne (Twisted's asyncio reactor, already imported there), leave the group
     before the process exits. Elsewhere (tests) nothing is imported or installed."""
@@ -94,13 +114,16 @@ def _leave_when_daphne_stops(fanout: "Fanout") -> None:
 
 
 class Fanout:
-    def __init__(self, layer, read_last_seq=last_event_seq):
+    def __init__(self, layer, read_last_seq=last_event_seq, read_events_after=events_after):
         self.layer = layer
         self.sockets: set = set()
         self.member = asyncio.Event()
         self.channel: str | None = None
         self.read_last_seq = read_last_seq
+        self.read_events_after = read_events_after
         self.announced: int | None = None  # the seq last sent in a sync message
+        self.relayed: set[int] = set()  # seqs relayed live since then
+        self.rejoined = asyncio.Event()  # back in the group after a failure: sync at once
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._run(), name="dam-inventory-fanout"),
                        loop.create_task(self._sync(), name="dam-inventory-sync")]
@@ -123,25 +146,27 @@ class Fanout:
         self.sockets.discard(socket)
 
     async def _run(self) -> None:
-        retry = 0.5
+        retry, failed = RETRY_MIN_SECONDS, False
         while True:
             try:
                 # One channel for the process's life: after a Redis outage the same member
                 # comes back, instead of a new one beside a dead one.
                 channel = self.channel = self.channel or await self.layer.new_channel()
                 await self.layer.group_add(events.GROUP, channel)
+                if failed:  # what was published while it was out is replayed now
+                    self.rejoined.set()
                 self.member.set()
-                retry = 0.5
+                retry, failed = RETRY_MIN_SECONDS, False
                 await self._relay(channel)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # Redis gone: every local client must reconnect and catch up
-                was_member = self.member.is_set()
+            except Exception as exc:  # Redis gone: the sockets stay, the sync keeps them current
+                if self.member.is_set():
+                    log.warning("channel layer failed (%s: %s); rejoining, while %d sockets get "
+                                "events from the outbox every %.0f s", type(exc).__name__, exc,
+                                len(self.sockets), SYNC_SECONDS)
                 self.member.clear()
-                if was_member:
-                    log.warning("channel layer failed (%s: %s); closing %d sockets so their clients "
-                                "reconnect and catch up", type(exc).__name__, exc, len(self.sockets))
-                    await self._close_all(CLOSE_LAYER_LOST)
+                failed = True
                 await asyncio.sleep(retry)
                 retry = min(retry * 2, RETRY_MAX_SECONDS)
 
@@ -161,6 +186,8 @@ class Fanout:
                     continue
                 message, receive = receive.result(), None
                 if message.get("type") == events.EVENT_TYPE:
+                    if isinstance(message.get("seq"), int):
+                        self.relayed.add(message["seq"])
                     await self.deliver(message)
         finally:
             if receive is not None:
@@ -168,12 +195,17 @@ class Fanout:
 
     async def _sync(self) -> None:
         """Every SYNC_SECONDS: the outbox's last seq to every local socket, when it is not the
-        one announced last or RESYNC_SECONDS went by (a client may have missed that one too)."""
+        one announced last or RESYNC_SECONDS went by (a client may have missed that one too),
+        after the events this process did not relay (`_replay`)."""
         loop = asyncio.get_running_loop()
         announced_at = loop.time()
         failing = False
         while True:
-            await asyncio.sleep(SYNC_SECONDS)
+            try:
+                await asyncio.wait_for(self.rejoined.wait(), SYNC_SECONDS)
+            except asyncio.TimeoutError:
+                pass
+            self.rejoined.clear()
             try:
                 seq = await asyncio.to_thread(self.read_last_seq)
             except Exception as exc:  # the store is down: its clients will reconnect anyway
@@ -184,8 +216,28 @@ class Fanout:
                 continue
             failing = False
             if seq != self.announced or loop.time() - announced_at >= RESYNC_SECONDS:
+                await self._replay(seq)
                 await self.deliver(events.sync(seq))
                 self.announced, announced_at = seq, loop.time()
+
+    async def _replay(self, seq: int) -> None:
+        """Sends the events after the last announced seq up to SEQ that were not relayed live,
+        in order, when there are at most REPLAY_MAX of them. Clients ignore an event they
+        have already, so a live message that overtakes this read costs one frame, not a
+        duplicate."""
+        since, relayed = self.announced, self.relayed
+        self.relayed = {s for s in relayed if s > seq}
+        if since is None or not since < seq <= since + REPLAY_MAX or all(
+                s in relayed for s in range(since + 1, seq + 1)):
+            return
+        try:
+            missed = await asyncio.to_thread(self.read_events_after, since, seq - since)
+        except Exception as exc:  # the sync message still tells the clients to catch up
+            log.warning("replay: cannot read the events after %d (%s: %s)", since, type(exc).__name__, exc)
+            return
+        for event in missed:
+            if event["seq"] not in relayed:
+                await self.deliver(event)
 
     async def leave(self) -> None:
         """Stops relaying and leaves the group (bounded: a dead Redis must not hold up a stop)."""
@@ -207,11 +259,3 @@ class Fanout:
                 await socket.send(text_data=text)
             except Exception:  # a socket that is going away; its own disconnect detaches it
                 self.detach(socket)
-
-    async def _close_all(self, code: int) -> None:
-        sockets, self.sockets = list(self.sockets), set()
-        for socket in sockets:
-            try:
-                await socket.close(code=code)
-            except Exception:  # one socket that cannot be closed must not keep the others open
-                log.exception("could not close a socket with code %d", code)

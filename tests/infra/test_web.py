@@ -9,7 +9,6 @@ import yaml
 from stackctl import docker
 
 
-
 @pytest.fixture(scope="module")
 def web(stack):
     return stack.host("web")

@@ -3,8 +3,9 @@ forced on the real stack, and every client ends holding every dam without a relo
 
 - two adds committed in one order and published in the other, a client's socket dropped in
   between: the client sees a seq ahead of its own and fetches what came between;
-- a publish that fails (the channel layer refuses it) while the clients stay connected: the
-  workers' next sync message says there is more, and the clients fetch it;
+- a publish that fails (the channel layer refuses it) while the clients stay connected: at
+  their next sync each worker replays the event from the outbox on the sockets, so the
+  clients get it without a request;
 - a client that loses one live message: the same sync message reveals the gap.
 
 The holes are made inside web with the app's own code (`stack.portal_python`): the adds go
@@ -81,14 +82,15 @@ async def test_two_adds_published_in_the_other_order_with_a_drop_between(stack, 
         await asyncio.gather(*(c.stop() for c in clients), return_exceptions=True)
 
 
-async def test_a_failed_publish_reaches_connected_clients_through_the_outbox(stack, admin_portal, asgi_processes):
+async def test_a_failed_publish_is_replayed_to_connected_clients_from_the_outbox(stack, admin_portal, asgi_processes):
     clients = await open_clients_on_every_worker(admin_portal, asgi_processes)
     try:
         dam_id = await asyncio.to_thread(run_in_web, stack, COMMIT_WITH_THE_LAYER_REFUSING,
                                          NAME=unique_name("Unannounced"))
         await asyncio.gather(*(c.wait_for({dam_id}, SYNC_DEADLINE) for c in clients))
         assert_all_hold(clients, {dam_id})
-        assert all(c.connections == 1 and c.seen[dam_id].how == "catch-up" for c in clients), fk.describe(clients)
+        # "live": it came on the socket (the worker's replay), not from a catch-up request
+        assert all(c.connections == 1 and c.seen[dam_id].how == "live" for c in clients), fk.describe(clients)
     finally:
         await asyncio.gather(*(c.stop() for c in clients), return_exceptions=True)
 

@@ -208,7 +208,7 @@ class Fanout:
             self.rejoined.clear()
             try:
                 seq = await asyncio.to_thread(self.read_last_seq)
-            except Exception as exc:  # the store is down: its clients will reconnect anyway
+            except Exception as exc:  # the store is down: nothing to announce until it is back
                 if not failing:
                     log.warning("sync: cannot read the last event (%s: %s); retrying every %.0f s",
                                 type(exc).__name__, exc, SYNC_SECONDS)

@@ -163,8 +163,9 @@ def storm_verdict(storm) -> list[tuple[str, str, str]]:
              f"p99 {fmt(storm['caught_up_p99_s'], ' s')}, max {fmt(storm['caught_up_max_s'], ' s')} after Redis "
              f"was started again ({storm['redis_started_after_s']} s after the stop, healthy after "
              f"{storm['redis_healthy_after_s']} s; p99 from the stop {fmt(storm['caught_up_p99_from_stop_s'], ' s')}); "
-             f"{storm['catch_up_requests']:,} "
-             f"catch-ups {storm['catch_up_statuses']}, peak {storm['catch_up_peak_per_second']:,}/s; "
+             f"{storm['catch_up_requests']:,} catch-ups from the stop on, peak "
+             f"{storm['catch_up_peak_per_second']:,}/s (every catch-up's status, with the clients' first ones: "
+             f"{storm['catch_up_statuses']}); "
              f"{storm['reconnections']:,} reconnections, {storm['handshakes_refused']:,} handshakes refused")]
 
 

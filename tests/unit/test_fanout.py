@@ -166,14 +166,20 @@ async def relay(layer, sock, *seqs):
     await wait_for(lambda: all(("dam_added", seq) in sent_seqs(sock) for seq in seqs))
 
 
+async def after_first_sync(new_fan, *seqs, last):
+    """A Fanout over an outbox of SEQS whose last event is LAST, with one socket that has got
+    the first sync message -> (the outbox, the socket, the Fanout)."""
+    store, reads = outbox(*seqs, last=last)
+    sock, fan = FakeSocket(), new_fan(**reads)
+    fan.attach(sock)
+    await wait_for(lambda: sock.sent)
+    return store, sock, fan
+
+
 @pytest.mark.asyncio
 async def test_sync_replays_the_events_not_relayed_live_in_order(new_fan, layer, monkeypatch):
     monkeypatch.setattr(fanout, "SYNC_SECONDS", 0.02)
-    store, reads = outbox(1, 2, 3, 4, 5, last=1)
-    fan = new_fan(**reads)
-    sock = FakeSocket()
-    fan.attach(sock)
-    await wait_for(lambda: sock.sent)  # the first announcement: nothing to compare it with
+    store, sock, _ = await after_first_sync(new_fan, 1, 2, 3, 4, 5, last=1)  # the first announcement: nothing to compare it with
     await relay(layer, sock, 2, 4)  # 3 and 5 were never published (Redis was down)
     store["last"] = 5
     await wait_for(lambda: ("sync", 5) in sent_seqs(sock))
@@ -185,11 +191,7 @@ async def test_sync_replays_the_events_not_relayed_live_in_order(new_fan, layer,
 @pytest.mark.asyncio
 async def test_back_in_the_group_it_replays_at_once(new_fan, layer, monkeypatch):
     monkeypatch.setattr(fanout, "SYNC_SECONDS", 0.2)
-    store, reads = outbox(1, 2, last=1)
-    fan = new_fan(**reads)
-    sock = FakeSocket()
-    fan.attach(sock)
-    await wait_for(lambda: sock.sent)
+    store, sock, fan = await after_first_sync(new_fan, 1, 2, last=1)
     monkeypatch.setattr(fanout, "SYNC_SECONDS", 30.0)  # from now on only a rejoin can wake it
     await asyncio.sleep(0.3)
     layer.down = True
@@ -204,11 +206,7 @@ async def test_back_in_the_group_it_replays_at_once(new_fan, layer, monkeypatch)
 @pytest.mark.asyncio
 async def test_sync_replays_nothing_when_every_event_was_relayed(new_fan, layer, monkeypatch):
     monkeypatch.setattr(fanout, "SYNC_SECONDS", 0.02)
-    store, reads = outbox(1, 2, last=1)
-    fan = new_fan(**reads)
-    sock = FakeSocket()
-    fan.attach(sock)
-    await wait_for(lambda: sock.sent)
+    store, sock, _ = await after_first_sync(new_fan, 1, 2, last=1)
     await relay(layer, sock, 2)
     store["last"] = 2
     await wait_for(lambda: ("sync", 2) in sent_seqs(sock))
@@ -219,11 +217,7 @@ async def test_sync_replays_nothing_when_every_event_was_relayed(new_fan, layer,
 @pytest.mark.asyncio
 async def test_past_replay_max_the_sync_alone_sends_clients_to_catch_up(new_fan, monkeypatch):
     monkeypatch.setattr(fanout, "SYNC_SECONDS", 0.02)
-    store, reads = outbox(*range(1, fanout.REPLAY_MAX + 3), last=1)
-    fan = new_fan(**reads)
-    sock = FakeSocket()
-    fan.attach(sock)
-    await wait_for(lambda: sock.sent)
+    store, sock, _ = await after_first_sync(new_fan, *range(1, fanout.REPLAY_MAX + 3), last=1)
     store["last"] = fanout.REPLAY_MAX + 2
     await wait_for(lambda: len(sock.sent) == 2)
     await asyncio.sleep(0.1)

@@ -179,7 +179,7 @@ async def after_first_sync(new_fan, *seqs, last):
 @pytest.mark.asyncio
 async def test_sync_replays_the_events_not_relayed_live_in_order(new_fan, layer, monkeypatch):
     monkeypatch.setattr(fanout, "SYNC_SECONDS", 0.02)
-    store, sock, _ = await after_first_sync(new_fan, 1, 2, 3, 4, 5, last=1)  # the first announcement: nothing to compare it with
+    store, sock, _ = await after_first_sync(new_fan, 1, 2, 3, 4, 5, last=1)
     await relay(layer, sock, 2, 4)  # 3 and 5 were never published (Redis was down)
     store["last"] = 5
     await wait_for(lambda: ("sync", 5) in sent_seqs(sock))

@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from stackctl import docker
+from stackctl.settings import ROOT
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +78,8 @@ def test_each_worker_has_its_own_listening_unix_socket(web, daphnes):
 
 
 def test_each_worker_socket_queues_the_configured_backlog(stack, daphnes):
-    configured = int(stack.env("web").get("ASGI_LISTEN_BACKLOG") or 4096)
+    default = yaml.safe_load((ROOT / "salt" / "defaults.yaml").read_text())["ASGI_LISTEN_BACKLOG"]
+    configured = int(stack.env("web").get("ASGI_LISTEN_BACKLOG") or default)
     backlogs = {p.pid: docker.worker_endpoint(p.args)[1] for p in daphnes}
     assert set(backlogs.values()) == {configured}, f"listen backlogs {backlogs}, configured {configured}"
 

@@ -13,6 +13,8 @@ are not touched):
         tutorial's consumer (DAM_INVENTORY_FANOUT=per-socket) and no connection pool
   ref-procs, ref-procs-capacity, ref-procs-capacity-fanout (LADDER): from ref towards ours,
         one factor at a time, so each gain is credited to its cause
+  ours-uvicorn  ours with the image's other ASGI server (ASGI_SERVER=uvicorn), 127.0.0.1:18096
+        and :18196, straight to web
 For each: first start to healthy, restart to healthy, then tests/bench/fanout.py (N clients,
 steady adds, then the 100 dams/s burst) straight to web (http://web:8080), results in
 build/bench/<config>/. On ours, a second fanout.py run then goes through the edge
@@ -52,16 +54,16 @@ from pathlib import Path
 from stackctl import docker, hosttools, images, swarm
 from stackctl.compose import Compose
 from stackctl.console import StackError, say
-from stackctl.envfiles import EnvWriter, read_env_file, set_value, stack_value, write_env_files
+from stackctl.envfiles import EnvWriter, example_value, read_env_file, set_value, stack_value, write_env_files
 from stackctl.health import wait_healthy
 from stackctl.lifecycle import ONE_SHOT, UP_TIMEOUT, services
-from stackctl.settings import BUILD_DIR, ENV_EXAMPLES_DIR, ROOT, Stack, source_commit
+from stackctl.settings import BUILD_DIR, ROOT, Stack, source_commit
 
 OUT = BUILD_DIR / "bench"
 # Published by each bench stack's edge: HTTPS, and HTTP (the redirect). Only their own, so the
 # two stacks, the dev and the test stack never collide.
 PORTS = {"ours": 18090, "ref": 18091, "swarm": 18092, "ref-procs": 18093, "ref-procs-capacity": 18094,
-         "ref-procs-capacity-fanout": 18095}
+         "ref-procs-capacity-fanout": 18095, "ours-uvicorn": 18096}
 HTTP_PORTS = {name: port + 100 for name, port in PORTS.items()}
 # The swarm config: ours deployed by `stackctl swarm up` with this many web tasks, measured
 # through the edge, which spreads the sockets over every task (docs/swarm.md).
@@ -111,11 +113,14 @@ LADDER = {
                                   ("CHANNEL_LAYERS_CAPACITY", "CHANNEL_LAYERS_GROUP_EXPIRY", "DAM_INVENTORY_FANOUT")),
     "ours": ("+ ours' connection pool: the stack as shipped", tuple(REF_WEB_ENV)),
 }
+# The other ASGI server the image offers, measured beside ours (ASGI_SERVER; daphne is ours').
+UVICORN = "ours-uvicorn"
+UVICORN_WEB_ENV = {"ASGI_SERVER": "uvicorn"}
 # The limit row: no stack, a bare asyncio broadcast (tests/bench/limit.py).
 LIMIT = "limit"
-# ours first (the reconnect storm runs on it), then the steps from the reference towards it,
-# then the limit.
-DEFAULT_CONFIGS = " ".join(["ours", *(name for name in LADDER if name != "ours"), LIMIT])
+# ours first (the reconnect storm runs on it), ours on uvicorn, then the steps from the
+# reference towards ours, then the limit.
+DEFAULT_CONFIGS = " ".join(["ours", UVICORN, *(name for name in LADDER if name != "ours"), LIMIT])
 
 
 @dataclass(frozen=True)
@@ -165,8 +170,7 @@ def write_env(cfg: str) -> None:
     if cfg == "ref":
         asgi = "1"
     else:
-        asgi = knob("BENCH_OURS_ASGI_PROCESSES",
-                    read_env_file(ENV_EXAMPLES_DIR / "web.env.example").get("ASGI_PROCESSES", ""))
+        asgi = knob("BENCH_OURS_ASGI_PROCESSES", example_value("web", "ASGI_PROCESSES"))
     # Every dam of the run must be accepted: no inventory limit. The load generator reaches the
     # portal as web:8080 and edge:8443 on the stack's network, so both are allowed hosts, trusted
     # origins beside the published ones (its posts carry Origin = the URL it was given), and the
@@ -178,7 +182,10 @@ def write_env(cfg: str) -> None:
     for key, value in REF_WEB_ENV.items():
         if cfg in LADDER and key not in LADDER[cfg][1]:
             set_value(stack.env_file("web"), key, value)
-    say(f"{cfg}: ASGI_PROCESSES={asgi}, env in {stack.env_dir_ref}")
+    for key, value in UVICORN_WEB_ENV.items() if cfg == UVICORN else ():
+        set_value(stack.env_file("web"), key, value)
+    say(f"{cfg}: ASGI_PROCESSES={asgi}, ASGI_SERVER={stack_value(stack, 'web', 'ASGI_SERVER')}, "
+        f"env in {stack.env_dir_ref}")
 
 
 # Whether the swarm config made this engine's swarm (then it leaves it again).

@@ -114,26 +114,39 @@ def processes(cid: str) -> list[tuple[int, str]]:
     return procs
 
 
-def daphne_workers(cid: str, procs: list[tuple[int, str]] | None = None) -> dict[int, int]:
-    """Worker number (1-based, as in the X-Asgi-Worker header) -> host pid of that daphne,
-    read from the worker's own socket path (asgi-<N>.sock). `procs`: the container's
-    processes when the caller has just read them."""
+def asgi_workers(cid: str, procs: list[tuple[int, str]] | None = None) -> dict[int, int]:
+    """Worker number (1-based, as in the X-Asgi-Worker header) -> host pid of that ASGI server
+    (daphne or uvicorn) in container `cid`. `procs`: its processes when the caller has just
+    read them."""
+    return workers_among(processes(cid) if procs is None else procs)
+
+
+def workers_among(procs: list[tuple[int, str]]) -> dict[int, int]:
+    """Worker number -> pid among (pid, command line) pairs, read from each worker's own socket
+    path (asgi-<N>.sock)."""
     workers = {}
-    for pid, args in processes(cid) if procs is None else procs:
-        match = re.search(r"asgi-(\d+)\.sock\b", args)
-        if "daphne" in args and match and not args.startswith(("sh ", "/bin/sh ", "bash ")):
+    for pid, args in procs:
+        endpoint = worker_endpoint(args)
+        match = endpoint and re.search(r"asgi-(\d+)\.sock$", endpoint[0])
+        if match and not args.startswith(("sh ", "/bin/sh ", "bash ")):
             workers[int(match.group(1))] = pid
     return workers
 
 
-# How a daphne worker's command line names its socket: a Twisted endpoint with its backlog.
-WORKER_ENDPOINT = re.compile(r"\bunix:([^:\s]+):backlog=(\d+)")
+# How a worker's command line names its socket and listen backlog: daphne takes a Twisted
+# endpoint (unix:PATH:backlog=N), uvicorn two options (--uds PATH, --backlog N).
+DAPHNE_ENDPOINT = re.compile(r"\bdaphne\b.*\bunix:([^:\s]+):backlog=(\d+)")
+UVICORN_SOCKET, UVICORN_BACKLOG = re.compile(r"\buvicorn\b.*--uds[ =](\S+)"), re.compile(r"--backlog[ =](\d+)")
 
 
 def worker_endpoint(args: str) -> tuple[str, int] | None:
-    """(socket path, listen backlog) of a daphne worker's command line; None if it has none."""
-    match = WORKER_ENDPOINT.search(args)
-    return (match.group(1), int(match.group(2))) if match else None
+    """(socket path, listen backlog) of an ASGI worker's command line; None if it is none."""
+    if match := DAPHNE_ENDPOINT.search(args):
+        return match.group(1), int(match.group(2))
+    socket, backlog = UVICORN_SOCKET.search(args), UVICORN_BACKLOG.search(args)
+    if socket and backlog:
+        return socket.group(1), int(backlog.group(1))
+    return None
 
 
 def rss_kib(pid: int) -> int:

@@ -71,6 +71,11 @@ def ensure_secret_file(path: Path, value: str | None = None, mode: int = 0o600, 
     return path.read_text().strip()
 
 
+def example_value(service: str, name: str) -> str:
+    """NAME as env/<service>.env.example sets it (empty when it does not)."""
+    return read_env_file(ENV_EXAMPLES_DIR / f"{service}.env.example").get(name, "")
+
+
 def resolve(values: dict[str, str], name: str) -> str | None:
     """NAME's value, or the content of the file NAME_FILE names (a host path, relative to
     the checkout when not absolute)."""

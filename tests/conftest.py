@@ -149,11 +149,14 @@ TEST_WEB_SETTINGS = {
 @pytest.fixture(scope="session")
 def stack(web_image, request) -> TestStack:
     """The test stack, fresh: project dam-inventory-test on 127.0.0.1:18443 (HTTPS), env/test, three
-    workers. It is removed with its volumes at the end, also when it failed to come up;
-    KEEP_STACK=1 leaves it up."""
+    workers of the ASGI_SERVER the caller's environment names, else the example's. It is removed
+    with its volumes at the end, also when it failed to come up; KEEP_STACK=1 leaves it up."""
     test_stack = TestStack(TEST_STACK)
     test_stack.compose("down", "--volumes", "--remove-orphans", "--timeout", "30", check=False)
-    workers = {"ASGI_PROCESSES": str(TEST_ASGI_PROCESSES)}
+    # The suites run on the example's ASGI_SERVER unless the caller's environment names another
+    # (ASGI_SERVER=uvicorn make test).
+    workers = {"ASGI_PROCESSES": str(TEST_ASGI_PROCESSES),
+               "ASGI_SERVER": os.environ.get("ASGI_SERVER") or envfiles.example_value("web", "ASGI_SERVER")}
     try:
         try:
             envfiles.write_env_files(TEST_STACK, workers)
@@ -187,7 +190,7 @@ def viewer_credentials(stack) -> tuple[str, str]:
 @pytest.fixture(scope="session")
 def asgi_processes(stack) -> int:
     """How many daphne workers the web container runs (X-Asgi-Worker values 1..N)."""
-    return len(docker.daphne_workers(stack.container_id("web")))
+    return len(docker.asgi_workers(stack.container_id("web")))
 
 
 @pytest.fixture

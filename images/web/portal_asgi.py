@@ -1,9 +1,11 @@
 """ASGI application of the portal as the web image runs it.
 
-Same routing as tethys_portal.asgi, with two differences: WebSocket connections pass through
+Same routing as tethys_portal.asgi, with three differences: WebSocket connections pass through
 AllowedHostsOriginValidator, so a page on another site cannot open a socket with the visitor's
-session cookie (cross-site WebSocket hijacking; tethys_portal.asgi checks no Origin); and a
-database outage gets a clean refusal instead of daphne's bare 500 (DatabaseUnavailableGuard).
+session cookie (cross-site WebSocket hijacking; tethys_portal.asgi checks no Origin); a
+database outage gets a clean refusal instead of the server's bare 500
+(DatabaseUnavailableGuard); and a server that speaks the ASGI lifespan protocol (uvicorn;
+daphne does not) is answered, so that at shutdown the app's fan-out leaves the channel group.
 """
 
 import logging
@@ -23,6 +25,8 @@ from django.db import InterfaceError, OperationalError  # noqa: E402
 from django.urls import re_path  # noqa: E402
 from tethys_apps.urls import app_websocket_urls, http_handler_patterns  # noqa: E402
 from tethys_portal.urls import websocket_urlpatterns  # noqa: E402
+
+from tethysapp.dam_inventory import fanout  # noqa: E402
 
 logger = logging.getLogger("tethys.asgi")
 
@@ -95,6 +99,18 @@ class DatabaseUnavailableGuard:
             await send({"type": "http.response.body", "body": DB_UNAVAILABLE_PAGE})
 
 
+async def lifespan(scope, receive, send):
+    """Startup needs nothing; shutdown takes this process's fan-out member out of the group."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await fanout.leave_this_loop()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
 application = ProtocolTypeRouter(
     {
         "http": DatabaseUnavailableGuard(
@@ -103,5 +119,6 @@ application = ProtocolTypeRouter(
         "websocket": AllowedHostsOriginValidator(
             DatabaseUnavailableGuard(AuthMiddlewareStack(URLRouter([*websocket_urlpatterns, *app_websocket_urls])))
         ),
+        "lifespan": lifespan,
     }
 )

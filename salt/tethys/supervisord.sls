@@ -1,8 +1,12 @@
 {%- from "map.jinja" import tethys with context %}
-# supervisord runs nginx and ASGI_PROCESSES daphne workers; rewritten at every start.
+{%- set asgi_servers = ["daphne", "uvicorn"] %}
+# supervisord runs nginx and ASGI_PROCESSES ASGI workers (ASGI_SERVER); rewritten at every start.
 include:
   - tethys.dirs
 
+{%- if tethys.asgi.server not in asgi_servers %}
+{{ raise('ASGI_SERVER must be one of ' ~ asgi_servers | join(', ') ~ ', not "' ~ tethys.asgi.server ~ '"') }}
+{%- endif %}
 {#- map.jinja reads a number that is not one as 0 #}
 {%- if tethys.asgi.listen_backlog < 1 %}
 {{ raise('ASGI_LISTEN_BACKLOG must be a whole number of at least 1 (connections queued per worker socket)') }}

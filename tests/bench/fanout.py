@@ -121,17 +121,19 @@ def web_processes(project: str) -> list[tuple[int, str]]:
 
 
 def process_rss(project: str) -> dict[str, int]:
-    """KiB of resident memory: all daphne workers together, and nginx (master + worker)."""
-    daphne = nginx = 0
-    for pid, args in web_processes(project):
+    """KiB of resident memory: all ASGI workers together, and nginx (master + worker)."""
+    procs = web_processes(project)
+    workers = set(docker.workers_among(procs).values())
+    asgi = nginx = 0
+    for pid, args in procs:
         try:
-            if "daphne" in args and not args.startswith(("sh ", "/bin/sh ")):
-                daphne += docker.rss_kib(pid)
+            if pid in workers:
+                asgi += docker.rss_kib(pid)
             elif args.startswith("nginx"):
                 nginx += docker.rss_kib(pid)
         except (FileNotFoundError, ProcessLookupError):
             pass
-    return {"daphne_kib": daphne, "nginx_kib": nginx}
+    return {"asgi_kib": asgi, "nginx_kib": nginx}
 
 
 # ------------------------------------------------------------------------- receivers
@@ -378,12 +380,12 @@ def measure(portal: Portal, project: str, n_clients: int, n_dams: int, rate: flo
         "per_dam_max_ms": [ms(max(xs, default=None)) for xs in per_dam.values()],
         "rss_before_kib": mem_before,
         "rss_after_kib": mem_after,
-        "daphne_kib_per_conn": per_connection(mem_before["daphne_kib"], mem_after["daphne_kib"], connected),
+        "asgi_kib_per_conn": per_connection(mem_before["asgi_kib"], mem_after["asgi_kib"], connected),
         "nginx_kib_per_conn": per_connection(mem_before["nginx_kib"], mem_after["nginx_kib"], connected),
     }
     log(f"{label}: N={n_clients} delivered {result['delivery_ratio']:.2%} p50={result['p50_ms']}ms "
         f"p99={result['p99_ms']}ms max={result['max_ms']}ms, adds {len(accepted)}/{n_dams} at "
-        f"{result['rate_achieved']}/s, daphne {result['daphne_kib_per_conn']} KiB/conn")
+        f"{result['rate_achieved']}/s, ASGI workers {result['asgi_kib_per_conn']} KiB/conn")
     return result
 
 

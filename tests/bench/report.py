@@ -3,7 +3,8 @@ verdict on each target, docs/benchmarks.md and docs/benchmarks-latency.png.
 
     report.py build/bench            (stackctl/bench.py calls it)
 
-Results: <dir>/ours/ and <dir>/ref/ (straight to web), and, when the run went through the edge
+Results: <dir>/ours/ and <dir>/ref/ (straight to web), <dir>/ours-uvicorn/ (ours on uvicorn), and,
+when the run went through the edge
 too (BENCH_EDGE), <dir>/ours-edge/: the ours stack again, through the edge (TLS), shown beside
 ours so the extra hop's cost is read off one stack and one image; and with the swarm config,
 <dir>/swarm-edge/: 2 web tasks behind the edge, judged against ours-edge (one web).
@@ -53,6 +54,9 @@ LIMIT_DIR = "limit"
 LIMIT_NAME = "limit (bare asyncio broadcast)"
 LIMIT_CLIENTS = 1000
 LIMIT_FACTOR = 3.0
+# Ours on the image's other ASGI server (bench.py's ours-uvicorn; ours runs daphne).
+UVICORN_DIR = "ours-uvicorn"
+UVICORN_NAME = "ours on uvicorn"
 # The swarm config (bench.py): 2 web tasks behind the same edge, against one web (EDGE_DIR).
 SWARM_DIR = "swarm-edge"
 SWARM_NAME = "swarm, 2 web tasks, via edge"
@@ -190,11 +194,12 @@ def ladder(out: Path) -> list[str]:
     return [*lines, ""]
 
 
-def table(ours, ref, edge=None, swarm=None, limit=None) -> str:
-    out = ["| clients | config | connected | delivery | p50 ms | p99 ms | max ms | daphne KiB/conn | "
+def table(ours, ref, edge=None, swarm=None, limit=None, uvicorn=None) -> str:
+    out = ["| clients | config | connected | delivery | p50 ms | p99 ms | max ms | ASGI workers KiB/conn | "
            "nginx KiB/conn | workers |",
            "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|"]
-    configs = (("ours", ours), (EDGE_NAME, edge), (SWARM_NAME, swarm), ("ref", ref), (LIMIT_NAME, limit))
+    configs = (("ours", ours), (UVICORN_NAME, uvicorn), (EDGE_NAME, edge), (SWARM_NAME, swarm), ("ref", ref),
+               (LIMIT_NAME, limit))
     fans = [(name, by_clients(res)) for name, res in configs]
     for n in sorted(set().union(*(fan for _, fan in fans))):
         for name, fan in fans:
@@ -202,19 +207,20 @@ def table(ours, ref, edge=None, swarm=None, limit=None) -> str:
             if r is None:
                 continue
             out.append(f"| {n:,} | {name} | {r['connected']:,} | {r['delivery_ratio']:.4%} | {fmt(r['p50_ms'])} | "
-                       f"{fmt(r['p99_ms'])} | {fmt(r['max_ms'])} | {fmt(r['daphne_kib_per_conn'])} | "
+                       f"{fmt(r['p99_ms'])} | {fmt(r['max_ms'])} | {fmt(r['asgi_kib_per_conn'])} | "
                        f"{fmt(r['nginx_kib_per_conn'])} | {r['workers']} |")
     for name, res in configs:
         b = (res or {}).get("burst")
         if b:
             out.append(f"| {b['clients']:,} burst {b['rate_wanted']:g}/s x {b['dams']} | {name} | {b['connected']:,} | "
                        f"{b['delivery_ratio']:.4%} | {fmt(b['p50_ms'])} | {fmt(b['p99_ms'])} | {fmt(b['max_ms'])} | "
-                       f"{fmt(b['daphne_kib_per_conn'])} | {fmt(b['nginx_kib_per_conn'])} | {b['workers']} |")
+                       f"{fmt(b['asgi_kib_per_conn'])} | {fmt(b['nginx_kib_per_conn'])} | {b['workers']} |")
     return "\n".join(out)
 
 
-def ratios(ours, ref, st_ours, st_ref) -> str:
-    out = ["| measure | ours | ref | ours better by |", "|---|---:|---:|---:|"]
+def ratios(ours, ref, st_ours, st_ref, names=("ours", "ref")) -> str:
+    """NAMES[0] against NAMES[1] (ours and ref unless told), measure by measure."""
+    out = [f"| measure | {names[0]} | {names[1]} | {names[0]} better by |", "|---|---:|---:|---:|"]
 
     def latency(label, o, r, key):
         out.append(f"| {label} | {fmt(o[key], ' ms')} | {fmt(r[key], ' ms')} | {ratio(r[key], o[key])} |")
@@ -257,7 +263,7 @@ def edge_cost(ours, edge) -> str:
     return "\n".join(out)
 
 
-def plot(ours, ref, edge=None) -> bool:
+def plot(ours, ref, edge=None, uvicorn=None) -> bool:
     try:
         import matplotlib
 
@@ -266,7 +272,8 @@ def plot(ours, ref, edge=None) -> bool:
     except ImportError:
         return False
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
-    for name, res, style in (("ours", ours, "-o"), (EDGE_NAME, edge, "-.^"), ("ref (Tethys docs)", ref, "--s")):
+    for name, res, style in (("ours", ours, "-o"), (UVICORN_NAME, uvicorn, ":v"), (EDGE_NAME, edge, "-.^"),
+                             ("ref (Tethys docs)", ref, "--s")):
         rows = sorted(by_clients(res).values(), key=lambda r: r["clients"])
         rows = [r for r in rows if r["p99_ms"] is not None]
         if not rows:
@@ -286,6 +293,18 @@ def plot(ours, ref, edge=None) -> bool:
     fig.tight_layout()
     fig.savefig(PLOT)
     return True
+
+
+def uvicorn_section(ours, uvicorn, st_ours, st_uvicorn) -> list[str]:
+    return [
+        "### The ASGI server: daphne (ours) against uvicorn",
+        "",
+        f"Two stacks alike but for ASGI_SERVER: ours (daphne, the default) and `{UVICORN_NAME}` "
+        "(uvicorn on uvloop, httptools and the websockets library), straight to web.",
+        "",
+        ratios(uvicorn, ours, st_uvicorn, st_ours, names=(UVICORN_NAME, "ours")),
+        "",
+    ]
 
 
 def edge_section(ours, edge) -> list[str]:
@@ -315,8 +334,11 @@ def main(out_dir: str) -> int:
     st_ours, st_ref = load(out / "ours" / "startup.json"), load(out / "ref" / "startup.json")
     image = load(out / "image.json")
     storm, limit = load(out / "storm" / "storm.json"), load(out / LIMIT_DIR / "fanout.json")
+    uvicorn, st_uvicorn = load(out / UVICORN_DIR / "fanout.json"), load(out / UVICORN_DIR / "startup.json")
     verdict_rows = (verdicts(ours, edge) + (swarm_verdicts(edge, swarm) if swarm is not None else [])
                     + limit_verdict(ours, limit) + storm_verdict(storm))
+    if uvicorn is not None:  # the same targets, for whoever runs it (not the default)
+        verdict_rows += [(f"{UVICORN_NAME}: {a}", b, c) for a, b, c in verdicts(uvicorn) + limit_verdict(uvicorn, limit)]
 
     raw = raw_results(out, f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC")
     text = [
@@ -326,7 +348,7 @@ def main(out_dir: str) -> int:
         "",
         "### Fan-out",
         "",
-        table(ours, ref, edge, swarm, limit),
+        table(ours, ref, edge, swarm, limit, uvicorn),
         "",
         "### Ours against the reference",
         "",
@@ -336,6 +358,7 @@ def main(out_dir: str) -> int:
         f"{fmt(round((image or {}).get('bytes', 0) / 1e6, 1) if image else None, ' MB')}.",
         "",
         *ladder(out),
+        *(uvicorn_section(ours, uvicorn, st_ours, st_uvicorn) if uvicorn is not None else []),
         *(edge_section(ours, edge) if edge is not None else []),
         "### Targets (ours)",
         "",
@@ -344,7 +367,7 @@ def main(out_dir: str) -> int:
         *[f"| {a} | {b} | {c} |" for a, b, c in verdict_rows],
         "",
     ]
-    if plot(ours, ref, edge):
+    if plot(ours, ref, edge, uvicorn):
         text.append(f"![latency against clients]({PLOT.name})")
     block = "\n".join(text)
     print(block)

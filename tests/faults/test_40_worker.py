@@ -37,7 +37,7 @@ def test_a_stalled_worker_queues_connections_instead_of_refusing_them(stack, con
     queue; a full queue would make nginx answer 502 during a burst of reconnects."""
     web = containers["web"]
     procs = docker.processes(web)
-    pid = min(docker.daphne_workers(web, procs).values())
+    pid = min(docker.asgi_workers(web, procs).values())
     path, backlog = docker.worker_endpoint(dict(procs)[pid])
     assert backlog >= QUEUED_CONNECTIONS, f"the worker listens with a backlog of {backlog}"
     python = stack.web_python_path()
@@ -53,7 +53,7 @@ def test_a_stalled_worker_queues_connections_instead_of_refusing_them(stack, con
 def test_killed_asgi_worker_is_restarted_and_others_notice_nothing(stack, portal, containers, asgi_processes):
     web = containers["web"]
     assert asgi_processes >= 2, "this test needs at least two ASGI workers (the test stack runs 3)"
-    workers = docker.daphne_workers(web)
+    workers = docker.asgi_workers(web)
     assert len(workers) == asgi_processes, f"daphne workers found in web: {workers}"
 
     async def body(clients):

@@ -22,15 +22,25 @@ def asgi_processes(stack):
     return int(value)
 
 
+def salt_default(name: str):
+    return yaml.safe_load((ROOT / "salt" / "defaults.yaml").read_text())[name]
+
+
 @pytest.fixture(scope="module")
-def daphnes(web):
-    # tethys-daphne: daphne with a shutdown hook that closes every WebSocket with 1000
-    return web.process.filter(comm="tethys-daphne")
+def asgi_server(stack) -> str:
+    return stack.env("web").get("ASGI_SERVER") or salt_default("ASGI_SERVER")
+
+
+@pytest.fixture(scope="module")
+def workers(web):
+    processes = {p.pid: p for p in web.process.filter()}
+    found = docker.workers_among([(pid, p.args) for pid, p in processes.items()])
+    return [processes[pid] for _, pid in sorted(found.items())]
 
 
 def worker_socket(process) -> str:
     endpoint = docker.worker_endpoint(process.args)
-    assert endpoint, f"daphne {process.pid} names no unix socket: {process.args}"
+    assert endpoint, f"worker {process.pid} names no unix socket: {process.args}"
     return endpoint[0]
 
 
@@ -49,14 +59,26 @@ def test_nginx_master_and_workers_run(web):
     assert any("worker" in a for a in nginx), f"no nginx worker process: {nginx}"
 
 
-def test_exactly_asgi_processes_daphne_workers(daphnes, asgi_processes):
-    assert len(daphnes) == asgi_processes, (
-        f"{len(daphnes)} daphne processes for ASGI_PROCESSES={asgi_processes}: {[p.args for p in daphnes]}")
+def test_exactly_asgi_processes_workers(workers, asgi_processes):
+    assert len(workers) == asgi_processes, (
+        f"{len(workers)} ASGI workers for ASGI_PROCESSES={asgi_processes}: {[p.args for p in workers]}")
 
 
-def test_daphne_workers_are_supervised(daphnes):
-    for process in daphnes:
-        assert process.ppid == 1, f"daphne {process.pid} is not a child of supervisord (pid 1)"
+# The script each ASGI_SERVER's workers run (tethys-daphne: daphne with a shutdown hook that
+# closes every WebSocket with 1000).
+SERVER_SCRIPTS = {"daphne": "/usr/local/bin/tethys-daphne", "uvicorn": "/opt/tethys-venv/bin/uvicorn"}
+
+
+def test_every_worker_runs_the_configured_server(workers, asgi_server):
+    scripts = {p.pid: p.args.split()[1] for p in workers}
+    assert workers and set(scripts.values()) == {SERVER_SCRIPTS[asgi_server]}, (
+        f"ASGI_SERVER={asgi_server}, workers run {scripts}")
+
+
+def test_asgi_workers_are_supervised(workers):
+    assert workers, "no ASGI worker found"
+    for process in workers:
+        assert process.ppid == 1, f"worker {process.pid} is not a child of supervisord (pid 1)"
 
 
 def test_nothing_runs_as_root(web):
@@ -69,26 +91,25 @@ def test_the_exec_user_is_not_root(web):
     assert web.user().uid != 0
 
 
-def test_each_worker_has_its_own_listening_unix_socket(web, daphnes):
-    paths = [worker_socket(p) for p in daphnes]
-    assert paths, "no daphne worker found"
+def test_each_worker_has_its_own_listening_unix_socket(web, workers):
+    paths = [worker_socket(p) for p in workers]
+    assert paths, "no ASGI worker found"
     assert len(set(paths)) == len(paths), f"workers share a socket: {paths}"
     for path in paths:
         assert web.socket(f"unix://{path}").is_listening, f"{path} is not listening"
 
 
-def test_each_worker_socket_queues_the_configured_backlog(stack, daphnes):
-    default = yaml.safe_load((ROOT / "salt" / "defaults.yaml").read_text())["ASGI_LISTEN_BACKLOG"]
-    configured = int(stack.env("web").get("ASGI_LISTEN_BACKLOG") or default)
-    backlogs = {p.pid: docker.worker_endpoint(p.args)[1] for p in daphnes}
+def test_each_worker_socket_queues_the_configured_backlog(stack, workers):
+    configured = int(stack.env("web").get("ASGI_LISTEN_BACKLOG") or salt_default("ASGI_LISTEN_BACKLOG"))
+    backlogs = {p.pid: docker.worker_endpoint(p.args)[1] for p in workers}
     assert set(backlogs.values()) == {configured}, f"listen backlogs {backlogs}, configured {configured}"
 
 
-def test_each_worker_socket_answers_http(web, daphnes):
+def test_each_worker_socket_answers_http(web, workers):
     # -W 1: read one answer, then quit; the request side stays open (daphne drops a
     # half-closed connection before answering it).
     request = "printf 'GET / HTTP/1.1\\r\\nHost: localhost\\r\\nConnection: close\\r\\n\\r\\n'"
-    for path in (worker_socket(p) for p in daphnes):
+    for path in (worker_socket(p) for p in workers):
         answer = web.run(f"{request} | timeout 10 nc -W 1 -U {path} | head -n1")
         assert answer.stdout.startswith("HTTP/1."), f"worker socket {path}: {answer.stdout!r} {answer.stderr!r}"
 

@@ -390,7 +390,7 @@ def sample(stack: TestStack, containers: dict[str, str]) -> dict:
             continue
         groups = {f"{service} nginx": _nginx_pids(procs)}
         if service == "web":
-            groups.update({f"web worker {n}": (pid, [pid]) for n, pid in docker.daphne_workers(containers["web"], procs).items()})
+            groups.update({f"web worker {n}": (pid, [pid]) for n, pid in docker.asgi_workers(containers["web"], procs).items()})
         for label, found in groups.items():
             usage = _process_usage(found[1]) if found else None
             if usage:

@@ -28,7 +28,7 @@ PASSES = {
     "every optional branch": {
         "GEOSERVER_URL": "http://geoserver:8181/geoserver/rest/", "GEOSERVER_PASSWORD": "x",
         "GEOSERVER_APP_SETTING": "primary_geoserver", "DAM_INVENTORY_MAX_DAMS": "25",
-        "REDIS_PASSWORD": "x", "ASGI_PROCESSES": "4", "ALLOWED_HOSTS": ".example.org,localhost",
+        "REDIS_PASSWORD": "x", "ASGI_PROCESSES": "4", "ASGI_SERVER": "uvicorn", "ALLOWED_HOSTS": ".example.org,localhost",
         "SKIP_DB_SETUP": "true",
         "CHANNEL_LAYERS_BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
         "CHANNEL_LAYERS_CONFIG": "\"{'hosts':[{'host': 'redis', 'port': 6379}]}\"",
@@ -140,11 +140,28 @@ def test_a_bad_front_end_setting_stops_the_start_naming_it(web_image, variable, 
     assert f"{variable} must be" in proc.stdout + proc.stderr, (proc.stdout + proc.stderr)[-2000:]
 
 
-@pytest.mark.parametrize("value", ["many", "0"])
-def test_a_bad_listen_backlog_stops_the_start_naming_it(web_image, value):
-    proc = salt_call(web_image, {"ASGI_LISTEN_BACKLOG": value}, "state.show_sls", "tethys.supervisord")
+@pytest.mark.parametrize("variable, value", [
+    ("ASGI_LISTEN_BACKLOG", "many"),
+    ("ASGI_LISTEN_BACKLOG", "0"),
+    ("ASGI_SERVER", "gunicorn"),
+])
+def test_a_bad_worker_setting_stops_the_start_naming_it(web_image, variable, value):
+    proc = salt_call(web_image, {variable: value}, "state.show_sls", "tethys.supervisord")
     assert proc.returncode != 0, proc.stdout
-    assert "ASGI_LISTEN_BACKLOG must be" in proc.stdout + proc.stderr, (proc.stdout + proc.stderr)[-2000:]
+    assert f"{variable} must be" in proc.stdout + proc.stderr, (proc.stdout + proc.stderr)[-2000:]
+
+
+@pytest.mark.parametrize("server, command", [
+    (None, "command=tethys-daphne -e unix:/run/tethys/asgi-%(process_num)d.sock:backlog=4096 "),
+    ("daphne", "command=tethys-daphne -e unix:/run/tethys/asgi-%(process_num)d.sock:backlog=4096 "),
+    (" Uvicorn ", "command=uvicorn --uds /run/tethys/asgi-%(process_num)d.sock --backlog 4096 "),
+])
+def test_asgi_server_picks_the_workers_command(web_image, server, command):
+    proc = salt_call(web_image, {"ASGI_SERVER": server} if server else {}, "slsutil.renderer",
+                     "salt://tethys/files/supervisord.conf.jinja", "default_renderer=jinja")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    commands = [line for line in json.loads(proc.stdout)["local"].splitlines() if line.startswith("command=")]
+    assert sum(line.startswith(command) for line in commands) == 1, commands
 
 
 def rendered_settings(web_image, env) -> dict:

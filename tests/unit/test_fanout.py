@@ -296,3 +296,17 @@ async def test_leave_discards_the_member_and_does_not_hang_on_a_dead_layer(fan, 
     assert layer.discarded == [(events.GROUP, "specific.test!1")]
     layer.down = True
     await fan.leave()  # logged, not raised
+
+
+@pytest.mark.asyncio
+async def test_leave_this_loop_leaves_with_the_loops_fanout_only(layer, monkeypatch):
+    # what an ASGI server's lifespan shutdown calls (uvicorn; daphne leaves through its reactor)
+    await fanout.leave_this_loop()  # this loop has no Fanout yet: nothing to leave
+    assert layer.discarded == []
+    monkeypatch.setattr(fanout, "get_channel_layer", lambda: layer)
+    fan = fanout.for_this_loop()
+    assert await fan.ready()
+    await fanout.leave_this_loop()
+    assert layer.discarded == [(events.GROUP, "specific.test!1")]
+    await asyncio.sleep(0)  # a cancelled task is done once it has run its cancellation
+    assert all(task.done() for task in fan._tasks), fan._tasks

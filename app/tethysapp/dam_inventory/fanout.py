@@ -31,7 +31,8 @@ late by at most SYNC_SECONDS, while the process joins the group again. Closing t
 would send every client back at once (a reconnect storm: thousands of handshakes and
 catch-up requests) at the moment the stack is recovering.
 
-A process leaves the group when daphne shuts it down; one that dies without leaving is
+A process leaves the group when its server shuts it down (daphne: a reactor shutdown trigger;
+uvicorn: the ASGI lifespan's shutdown, `leave_this_loop`); one that dies without leaving is
 dropped by the layer after group_expiry, which every live member renews each REJOIN_SECONDS.
 """
 
@@ -81,6 +82,13 @@ def for_this_loop() -> "Fanout":
             raise ImproperlyConfigured("no channel layer in CHANNEL_LAYERS: live notifications need one")
         fanout = _by_loop[loop] = Fanout(layer)
     return fanout
+
+
+async def leave_this_loop() -> None:
+    """Leaves the group if this event loop has a Fanout (an ASGI server's shutdown)."""
+    fanout = _by_loop.get(asyncio.get_running_loop())
+    if fanout is not None:
+        await fanout.leave()
 
 
 def last_event_seq() -> int:

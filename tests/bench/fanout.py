@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import concurrent.futures
+import functools
 import json
 import math
 import multiprocessing
@@ -160,13 +161,16 @@ class Receiver:
         self.run_id_bytes = run_id.encode()
         self.arrivals: dict[str, list[float]] = {}  # dam name -> arrival times, one per client
         self.unknown = 0
+        self.duplicates = 0  # a dam a client had already: not a delivery
         self.dropped = 0  # clients whose socket closed during the measurement
         self.workers: dict[str, int] = {}
         self.refusals: list[str] = []  # every refused handshake, retried or not
         self.opened: list = []  # None per open client, the last error per client that gave up
         self.stop = asyncio.Event()
 
-    def on_text(self, payload: bytes, now: float):
+    def on_text(self, seen: set[str], payload: bytes, now: float):
+        """A frame to the client that has had the dams `seen`: a dam's first arrival only is its
+        delivery, so a second copy can never stand in for a client that got none."""
         # Cheap path first: only this run's dams carry the run id; parse those only.
         if self.run_id_bytes not in payload:
             return
@@ -174,6 +178,10 @@ class Receiver:
         if not dam or self.run_id not in str(dam.get("name")):
             self.unknown += 1
             return
+        if dam["name"] in seen:
+            self.duplicates += 1
+            return
+        seen.add(dam["name"])
         self.arrivals.setdefault(dam["name"], []).append(now)
 
     async def client(self, ready: asyncio.Semaphore, give_up: float):
@@ -183,7 +191,8 @@ class Receiver:
         while True:
             try:
                 async with ready:
-                    ws, headers = await rawws.connect(self.url, self.headers, self.origin, self.on_text,
+                    ws, headers = await rawws.connect(self.url, self.headers, self.origin,
+                                                      functools.partial(self.on_text, set()),
                                                       ssl_context=self.ssl_context)
                 break
             except Exception as exc:  # counted, not fatal: the delivery ratio shows it
@@ -227,7 +236,7 @@ class Receiver:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         conn.send({"arrivals": {name: self.arrivals.get(name, []) for name in names},
-                   "dropped": self.dropped, "unknown": self.unknown})
+                   "dropped": self.dropped, "unknown": self.unknown, "duplicates": self.duplicates})
 
 
 def receiver_process(conn, url, headers, origin, run_id, ca_file, n, give_up, concurrency):
@@ -371,6 +380,7 @@ def measure(portal: Portal, project: str, n_clients: int, n_dams: int, rate: flo
         "delivery_ratio": round(len(lat) / expected, 6) if expected else 0.0,
         "dropped_sockets": dropped,
         "unknown_messages": sum(r["unknown"] for r in received),
+        "duplicate_deliveries": sum(r["duplicates"] for r in received),
         "p50_ms": ms(percentile(pairs, 50)),
         "p99_ms": ms(percentile(pairs, 99)),
         "max_ms": ms(max(lat) if lat else None),

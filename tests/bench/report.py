@@ -142,17 +142,26 @@ def verdicts(ours, edge=None) -> list[tuple[str, str, str]]:
     return rows
 
 
+def median_p99(results, n):
+    """The median p99 over the runs with N clients (None if any run has none): runs of two
+    configs are not side by side in time, so their medians, not a pair picked out, are compared."""
+    p99s = sorted(r["p99_ms"] for r in (results or {}).get("fanout", []) if r["clients"] == n)
+    if not p99s or None in p99s:
+        return None
+    return p99s[len(p99s) // 2] if len(p99s) % 2 else (p99s[len(p99s) // 2 - 1] + p99s[len(p99s) // 2]) / 2
+
+
 def limit_verdict(ours, limit) -> list[tuple[str, str, str]]:
     """Ours against the bare broadcast (tests/bench/limit.py), when the run measured it."""
     if limit is None:
         return []
-    o, lim = by_clients(ours).get(LIMIT_CLIENTS), by_clients(limit).get(LIMIT_CLIENTS)
-    target = f"{LIMIT_CLIENTS:,} clients: ours' p99 at most {LIMIT_FACTOR:g}x the limit's"
-    if not o or not lim or not o["p99_ms"] or not lim["p99_ms"]:
+    o, lim = median_p99(ours, LIMIT_CLIENTS), median_p99(limit, LIMIT_CLIENTS)
+    target = f"{LIMIT_CLIENTS:,} clients: ours' p99 at most {LIMIT_FACTOR:g}x the limit's (medians over the runs)"
+    if not o or not lim:
         return [(target, "NOT MEASURED", "no p99 of both at that size")]
-    factor = o["p99_ms"] / lim["p99_ms"]
+    factor = o / lim
     return [(target, "met" if factor <= LIMIT_FACTOR else "MISSED",
-             f"ours {fmt(o['p99_ms'], ' ms')} / limit {fmt(lim['p99_ms'], ' ms')} = {factor:.1f}x")]
+             f"ours {fmt(o, ' ms')} / limit {fmt(lim, ' ms')} = {factor:.1f}x")]
 
 
 def storm_verdict(storm) -> list[tuple[str, str, str]]:
@@ -194,10 +203,16 @@ def ladder(out: Path) -> list[str]:
     return [*lines, ""]
 
 
+def copies(r) -> str:
+    """Frames with a dam the client had already (a replay racing the live message): not
+    counted as deliveries; "n/a" in results from before they were counted."""
+    return fmt(r.get("duplicate_deliveries"))
+
+
 def table(ours, ref, edge=None, swarm=None, limit=None, uvicorn=None) -> str:
-    out = ["| clients | config | connected | delivery | p50 ms | p99 ms | max ms | ASGI workers KiB/conn | "
-           "nginx KiB/conn | workers |",
-           "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    out = ["| clients | config | connected | delivery | second copies | p50 ms | p99 ms | max ms | "
+           "ASGI workers KiB/conn | nginx KiB/conn | workers |",
+           "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     configs = (("ours", ours), (UVICORN_NAME, uvicorn), (EDGE_NAME, edge), (SWARM_NAME, swarm), ("ref", ref),
                (LIMIT_NAME, limit))
     fans = [(name, by_clients(res)) for name, res in configs]
@@ -206,14 +221,14 @@ def table(ours, ref, edge=None, swarm=None, limit=None, uvicorn=None) -> str:
             r = fan.get(n)
             if r is None:
                 continue
-            out.append(f"| {n:,} | {name} | {r['connected']:,} | {r['delivery_ratio']:.4%} | {fmt(r['p50_ms'])} | "
+            out.append(f"| {n:,} | {name} | {r['connected']:,} | {r['delivery_ratio']:.4%} | {copies(r)} | {fmt(r['p50_ms'])} | "
                        f"{fmt(r['p99_ms'])} | {fmt(r['max_ms'])} | {fmt(r['asgi_kib_per_conn'])} | "
                        f"{fmt(r['nginx_kib_per_conn'])} | {r['workers']} |")
     for name, res in configs:
         b = (res or {}).get("burst")
         if b:
             out.append(f"| {b['clients']:,} burst {b['rate_wanted']:g}/s x {b['dams']} | {name} | {b['connected']:,} | "
-                       f"{b['delivery_ratio']:.4%} | {fmt(b['p50_ms'])} | {fmt(b['p99_ms'])} | {fmt(b['max_ms'])} | "
+                       f"{b['delivery_ratio']:.4%} | {copies(b)} | {fmt(b['p50_ms'])} | {fmt(b['p99_ms'])} | {fmt(b['max_ms'])} | "
                        f"{fmt(b['asgi_kib_per_conn'])} | {fmt(b['nginx_kib_per_conn'])} | {b['workers']} |")
     return "\n".join(out)
 

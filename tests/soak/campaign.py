@@ -12,7 +12,7 @@ outage. So this runs, for SOAK_MINUTES:
 - adds and deletes at a steady rate, home-page loads and catch-up requests;
 - the fault suite's faults (tests/faults/faultkit.py), one after the other, spread over the
   middle of the run, leaving a quiet start and end;
-- a sampler: each daphne worker's and nginx's memory and open descriptors (read from /proc on
+- a sampler: each ASGI worker's and nginx's memory and open descriptors (read from /proc on
   the host: a container's processes are host processes), Redis' memory and the group's size,
   PostgreSQL's client connections, and how many clients are connected.
 

@@ -310,3 +310,18 @@ async def test_leave_this_loop_leaves_with_the_loops_fanout_only(layer, monkeypa
     assert layer.discarded == [(events.GROUP, "specific.test!1")]
     await asyncio.sleep(0)  # a cancelled task is done once it has run its cancellation
     assert all(task.done() for task in fan._tasks), fan._tasks
+
+
+@pytest.mark.asyncio
+async def test_a_live_message_behind_its_replay_is_not_sent_again(new_fan, layer, monkeypatch):
+    # A process that is behind: the sync replays 2 from the outbox before 2's live message,
+    # still queued for it, is received; the sockets get 2 once.
+    monkeypatch.setattr(fanout, "SYNC_SECONDS", 0.02)
+    store, sock, _ = await after_first_sync(new_fan, 1, 2, 3, last=1)
+    store["last"] = 2
+    await wait_for(lambda: ("sync", 2) in sent_seqs(sock))
+    # the live messages, in order: 2 (late), then 3
+    await layer.queue.put({"type": events.EVENT_TYPE, "event": "dam_added", "dam": {"id": 2}, "seq": 2})
+    await relay(layer, sock, 3)
+    assert sent_seqs(sock)[:4] == [("sync", 1), ("dam_added", 2), ("sync", 2), ("dam_added", 3)]
+    assert sent_seqs(sock).count(("dam_added", 2)) == 1, sent_seqs(sock)

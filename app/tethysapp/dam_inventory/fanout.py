@@ -63,7 +63,7 @@ RETRY_MIN_SECONDS, RETRY_MAX_SECONDS = 0.25, 1.0
 YIELD_EVERY = 25
 SYNC_SECONDS = 5.0
 RESYNC_SECONDS = 60.0
-# Replaying an event costs about 54 us of CPU per socket (one frame written); a catch-up
+# Replaying an event costs about 54 us of CPU per socket under daphne (one frame written); a catch-up
 # request costs each client's worker a few milliseconds (a Django view and a query). Past this
 # many missed events a client's one request is the cheaper way, and the sync message makes it.
 REPLAY_MAX = 20
@@ -131,6 +131,7 @@ class Fanout:
         self.read_events_after = read_events_after
         self.announced: int | None = None  # the seq last sent in a sync message
         self.relayed: set[int] = set()  # seqs relayed live since then
+        self.replayed: set[int] = set()  # seqs replayed whose live message has not come yet
         self.rejoined = asyncio.Event()  # back in the group after a failure: sync at once
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._run(), name="dam-inventory-fanout"),
@@ -193,13 +194,22 @@ class Fanout:
                     rejoin_at = loop.time() + REJOIN_SECONDS
                     continue
                 message, receive = receive.result(), None
-                if message.get("type") == events.EVENT_TYPE:
-                    if isinstance(message.get("seq"), int):
-                        self.relayed.add(message["seq"])
+                if message.get("type") == events.EVENT_TYPE and self._first_copy(message.get("seq")):
                     await self.deliver(message)
         finally:
             if receive is not None:
                 receive.cancel()
+
+    def _first_copy(self, seq) -> bool:
+        """Whether a live message with SEQ is news to the sockets: False when the replay sent
+        it already (its live message was still queued for this process, which was behind)."""
+        if not isinstance(seq, int):
+            return True
+        if seq in self.replayed:
+            self.replayed.discard(seq)
+            return False
+        self.relayed.add(seq)
+        return True
 
     async def _sync(self) -> None:
         """Every SYNC_SECONDS: the outbox's last seq to every local socket, when it is not the
@@ -230,11 +240,12 @@ class Fanout:
 
     async def _replay(self, seq: int) -> None:
         """Sends the events after the last announced seq up to SEQ that were not relayed live,
-        in order, when there are at most REPLAY_MAX of them. Clients ignore an event they
-        have already, so a live message that overtakes this read costs one frame, not a
-        duplicate."""
+        in order, when there are at most REPLAY_MAX of them. Their live messages, should they
+        still come, are then not sent again (`_first_copy`) until the next round: one that is
+        later still costs a client one frame it ignores, never a duplicate."""
         since, relayed = self.announced, self.relayed
         self.relayed = {s for s in relayed if s > seq}
+        self.replayed = {s for s in self.replayed if since is not None and s > since}
         if since is None or not since < seq <= since + REPLAY_MAX or all(
                 s in relayed for s in range(since + 1, seq + 1)):
             return
@@ -244,7 +255,8 @@ class Fanout:
             log.warning("replay: cannot read the events after %d (%s: %s)", since, type(exc).__name__, exc)
             return
         for event in missed:
-            if event["seq"] not in relayed:
+            if event["seq"] not in relayed and event["seq"] not in self.relayed:  # or came during the read
+                self.replayed.add(event["seq"])
                 await self.deliver(event)
 
     async def leave(self) -> None:

@@ -133,20 +133,13 @@ def test_frontend_assets_sets_tethys_static_dependency_switch(web_image, assets,
     ("FRONTEND_ASSETS", "npm"),
     ("DAM_INVENTORY_BASE_MAP", "satellite"),
     ("DAM_INVENTORY_BASE_MAP", "https://tile.example.org/{z}/{x}.png"),
-])
-def test_a_bad_front_end_setting_stops_the_start_naming_it(web_image, variable, value):
-    proc = salt_call(web_image, {variable: value}, "state.show_sls", "tethys.portal_config,tethys.app_settings")
-    assert proc.returncode != 0, proc.stdout
-    assert f"{variable} must be" in proc.stdout + proc.stderr, (proc.stdout + proc.stderr)[-2000:]
-
-
-@pytest.mark.parametrize("variable, value", [
     ("ASGI_LISTEN_BACKLOG", "many"),
     ("ASGI_LISTEN_BACKLOG", "0"),
     ("ASGI_SERVER", "gunicorn"),
 ])
-def test_a_bad_worker_setting_stops_the_start_naming_it(web_image, variable, value):
-    proc = salt_call(web_image, {variable: value}, "state.show_sls", "tethys.supervisord")
+def test_a_bad_setting_stops_the_start_naming_it(web_image, variable, value):
+    proc = salt_call(web_image, {variable: value}, "state.show_sls",
+                     "tethys.portal_config,tethys.app_settings,tethys.supervisord")
     assert proc.returncode != 0, proc.stdout
     assert f"{variable} must be" in proc.stdout + proc.stderr, (proc.stdout + proc.stderr)[-2000:]
 

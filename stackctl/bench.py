@@ -182,8 +182,9 @@ def write_env(cfg: str) -> None:
     for key, value in REF_WEB_ENV.items():
         if cfg in LADDER and key not in LADDER[cfg][1]:
             set_value(stack.env_file("web"), key, value)
-    for key, value in UVICORN_WEB_ENV.items() if cfg == UVICORN else ():
-        set_value(stack.env_file("web"), key, value)
+    if cfg == UVICORN:
+        for key, value in UVICORN_WEB_ENV.items():
+            set_value(stack.env_file("web"), key, value)
     say(f"{cfg}: ASGI_PROCESSES={asgi}, ASGI_SERVER={stack_value(stack, 'web', 'ASGI_SERVER')}, "
         f"env in {stack.env_dir_ref}")
 

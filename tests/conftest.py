@@ -189,7 +189,7 @@ def viewer_credentials(stack) -> tuple[str, str]:
 
 @pytest.fixture(scope="session")
 def asgi_processes(stack) -> int:
-    """How many daphne workers the web container runs (X-Asgi-Worker values 1..N)."""
+    """How many ASGI workers the web container runs (X-Asgi-Worker values 1..N)."""
     return len(docker.asgi_workers(stack.container_id("web")))
 
 

@@ -17,6 +17,7 @@ import datetime as dt
 import json
 import os
 import platform
+import statistics
 import sys
 from pathlib import Path
 
@@ -145,10 +146,10 @@ def verdicts(ours, edge=None) -> list[tuple[str, str, str]]:
 def median_p99(results, n):
     """The median p99 over the runs with N clients (None if any run has none): runs of two
     configs are not side by side in time, so their medians, not a pair picked out, are compared."""
-    p99s = sorted(r["p99_ms"] for r in (results or {}).get("fanout", []) if r["clients"] == n)
+    p99s = [r["p99_ms"] for r in (results or {}).get("fanout", []) if r["clients"] == n]
     if not p99s or None in p99s:
         return None
-    return p99s[len(p99s) // 2] if len(p99s) % 2 else (p99s[len(p99s) // 2 - 1] + p99s[len(p99s) // 2]) / 2
+    return statistics.median(p99s)
 
 
 def limit_verdict(ours, limit) -> list[tuple[str, str, str]]:

@@ -99,10 +99,11 @@ def kill_worker(stack, worker: int | None = None) -> int:
     """SIGKILLs ASGI worker WORKER (default: one at random) and waits until supervisord has
     started a new one and it listens on its socket again -> the worker's number."""
     web = stack.container_id("web")
-    workers = docker.asgi_workers(web)
+    procs = docker.processes(web)
+    workers = docker.asgi_workers(web, procs)
     worker = worker if worker is not None else random.choice(sorted(workers))
     pid = workers[worker]
-    socket_path = next(docker.worker_endpoint(args)[0] for p, args in docker.processes(web) if p == pid)
+    socket_path = docker.worker_endpoint(dict(procs)[pid])[0]
     os.kill(pid, signal.SIGKILL)
     wait_until(lambda: docker.asgi_workers(web).get(worker) not in (None, pid),
                60, 0.5, f"supervisord restarting ASGI worker {worker}")

@@ -54,7 +54,7 @@ def test_killed_asgi_worker_is_restarted_and_others_notice_nothing(stack, portal
     web = containers["web"]
     assert asgi_processes >= 2, "this test needs at least two ASGI workers (the test stack runs 3)"
     workers = docker.asgi_workers(web)
-    assert len(workers) == asgi_processes, f"daphne workers found in web: {workers}"
+    assert len(workers) == asgi_processes, f"ASGI workers found in web: {workers}"
 
     async def body(clients):
         before = await fk.baseline_dam(portal, clients, "before-worker-kill")

@@ -89,7 +89,8 @@ class NotificationClient:
 
     def __post_init__(self):
         self._changed = asyncio.Event()
-        self._connected = asyncio.Event()
+        # Set once a connection is open and the catch-up of that open has finished.
+        self._in_sync = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._ws = None
         self._stop = False
@@ -117,8 +118,10 @@ class NotificationClient:
         return self
 
     async def start(self, timeout: float = 15) -> "NotificationClient":
+        """Connects and returns once the catch-up of the open is done, as a loaded page is:
+        from then on, a new event can only reach this client live."""
         self.launch()
-        await asyncio.wait_for(self._connected.wait(), timeout)
+        await asyncio.wait_for(self._in_sync.wait(), timeout)
         return self
 
     async def stop(self):
@@ -187,6 +190,7 @@ class NotificationClient:
                 continue
             self.catch_ups += 1
             if not self._again:
+                self._in_sync.set()
                 return
             self._again = False
 
@@ -220,7 +224,6 @@ class NotificationClient:
                     if self._dropped_at is not None:
                         self.offline.append(time.monotonic() - self._dropped_at)
                         self._dropped_at = None
-                    self._connected.set()
                     self._catching_up = None
                     self._catch_up_soon()
                     try:

@@ -59,6 +59,13 @@ def run_in_web(stack, script: str, **values) -> object:
     return stack.portal_python(assignments + script)
 
 
+async def until(predicate, timeout: float) -> None:
+    """Returns once predicate() holds, or after TIMEOUT (the assertions that follow judge)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate() and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.05)
+
+
 def assert_all_hold(clients, dam_ids):
     lacking = {c.label: sorted(set(dam_ids) - c.holding) for c in clients if not set(dam_ids) <= c.holding}
     assert not lacking, f"clients lacking dams: {lacking} ({fk.describe(clients)})"
@@ -68,15 +75,17 @@ async def test_two_adds_published_in_the_other_order_with_a_drop_between(stack, 
     clients = await open_clients_on_every_worker(admin_portal, asgi_processes)
     try:
         dropped = clients[0]
+        start = dropped.last_seq
         names = [unique_name("Committed first"), unique_name("Committed second")]
         script = asyncio.create_task(asyncio.to_thread(
-            run_in_web, stack, COMMIT_TWO_PUBLISH_REVERSED, NAMES=names, GAP_SECONDS=2))
+            run_in_web, stack, COMMIT_TWO_PUBLISH_REVERSED, NAMES=names, GAP_SECONDS=5))
         # the second dam arrives first; then the socket goes, before the first one is published
-        await asyncio.sleep(1)
+        await until(lambda: dropped.last_seq > start or script.done(), 60)
         await dropped._ws.close()
         ids = await script
         await asyncio.gather(*(c.wait_for(ids, SYNC_DEADLINE) for c in clients))
         assert_all_hold(clients, ids)
+        await until(lambda: dropped.connections >= 2, SYNC_DEADLINE)
         assert dropped.connections >= 2, "the dropped client did not reconnect"
     finally:
         await asyncio.gather(*(c.stop() for c in clients), return_exceptions=True)

@@ -21,6 +21,7 @@ import requests
 from stackctl import docker, hosttools, tls
 from stackctl.portal import APP_PATH, LOGIN_PATH, Portal, unique_name
 from stackctl.settings import TEST_STACK
+from tests.notifications import wait_until
 
 HOST = TEST_STACK.host
 HTTPS_URL = f"https://{HOST}:{TEST_STACK.port}"
@@ -226,10 +227,14 @@ def _address_web_believed(stack, trusted_proxies: str) -> str:
         assert resp.status_code == 200, resp.status_code
     finally:
         docker.docker("rm", "-f", name, check=False)
-    logged = [line for line in docker.docker("logs", "--since", "2m", stack.container_id("web")).stdout.splitlines()
-              if probe in line]
-    assert logged, "web's nginx logged no request of the probe"
-    return logged[-1].split()[0]
+
+    def logged() -> list[str]:
+        log = docker.docker("logs", "--since", "2m", stack.container_id("web")).stdout
+        return [line for line in log.splitlines() if probe in line]
+
+    # the access log reaches the container's output through supervisord: a moment later
+    wait_until(logged, 10, what="web's nginx to log the probe's request")
+    return logged()[-1].split()[0]
 
 
 def test_plain_http_mode_believes_forwarded_headers_from_trusted_proxies_alone(stack):

@@ -115,6 +115,10 @@ def smtp_sink(stack):
     name = f"{TEST_STACK.project}-smtp-sink"
     docker.docker("rm", "-f", name, check=False)
     stack.start_beside(name, images.build_smtp_sink(), alias=SMTP_SINK)
+    # Django's password reset swallows a refused connection: the sink must listen first.
+    connect = [stack.web_python_path(), "-c", f"import socket; socket.create_connection(({SMTP_SINK!r}, 1025), 2)"]
+    wait_until(lambda: stack.exec("web", connect, timeout=30) is not None, 30,  # raises until it connects
+               what=f"{SMTP_SINK} to accept connections from web")
     yield name
     docker.docker("rm", "-f", name, check=False)
 

@@ -189,6 +189,19 @@ async def test_sync_replays_the_events_not_relayed_live_in_order(new_fan, layer,
 
 
 @pytest.mark.asyncio
+async def test_a_publish_failing_before_the_second_round_is_replayed(new_fan, layer, monkeypatch):
+    # The first round runs at once: it sets the seq to replay from, so an event whose publish
+    # fails in a new process's first SYNC_SECONDS is replayed by the next round.
+    monkeypatch.setattr(fanout, "SYNC_SECONDS", 30.0)  # only a first round at once can send
+    store, sock, fan = await after_first_sync(new_fan, 1, 2, last=1)
+    monkeypatch.setattr(fanout, "SYNC_SECONDS", 0.02)
+    store["last"] = 2  # committed, its publish failed
+    fan.rejoined.set()  # wakes the sleeping round now instead of in 30 s
+    await wait_for(lambda: ("sync", 2) in sent_seqs(sock))
+    assert sent_seqs(sock) == [("sync", 1), ("dam_added", 2), ("sync", 2)]
+
+
+@pytest.mark.asyncio
 async def test_back_in_the_group_it_replays_at_once(new_fan, layer, monkeypatch):
     monkeypatch.setattr(fanout, "SYNC_SECONDS", 0.2)
     store, sock, fan = await after_first_sync(new_fan, 1, 2, last=1)

@@ -16,8 +16,8 @@ Guarantees kept from the per-socket design:
     autobahn, daphne's WebSocket layer, lets an application close only with 1000 or 3000-4999
     (it raises on 1012), hence the 4xxx mirror.
 
-What the group alone cannot guarantee, the outbox does (model.DamEvent): every SYNC_SECONDS
-each process reads the last event's seq and, when it is not the one it last announced (or
+What the group alone cannot guarantee, the outbox does (model.DamEvent): when it starts and
+then every SYNC_SECONDS each process reads the last event's seq and, when it is not the one it last announced (or
 RESYNC_SECONDS went by), sends it to its sockets in a sync message. Before that message it
 replays, from the outbox, the events since the last announcement that this process did not
 relay live (a publish that failed, a message Redis lost): up to REPLAY_MAX of them, so a
@@ -212,17 +212,22 @@ class Fanout:
         return True
 
     async def _sync(self) -> None:
-        """Every SYNC_SECONDS: the outbox's last seq to every local socket, when it is not the
-        one announced last or RESYNC_SECONDS went by (a client may have missed that one too),
-        after the events this process did not relay (`_replay`)."""
+        """At once, then every SYNC_SECONDS: the outbox's last seq to every local socket, when
+        it is not the one announced last or RESYNC_SECONDS went by (a client may have missed
+        that one too), after the events this process did not relay (`_replay`). The first
+        round only sets the seq to replay from: it runs at once so that a publish failing in
+        the process's first seconds is replayed like any later one."""
         loop = asyncio.get_running_loop()
         announced_at = loop.time()
         failing = False
+        first_round = True
         while True:
-            try:
-                await asyncio.wait_for(self.rejoined.wait(), SYNC_SECONDS)
-            except asyncio.TimeoutError:
-                pass
+            if not first_round:
+                try:
+                    await asyncio.wait_for(self.rejoined.wait(), SYNC_SECONDS)
+                except asyncio.TimeoutError:
+                    pass
+            first_round = False
             self.rejoined.clear()
             try:
                 seq = await asyncio.to_thread(self.read_last_seq)

@@ -66,7 +66,9 @@ PORTS = {"ours": 18090, "ref": 18091, "swarm": 18092, "ref-procs": 18093, "ref-p
          "ref-procs-capacity-fanout": 18095, "ours-uvicorn": 18096}
 HTTP_PORTS = {name: port + 100 for name, port in PORTS.items()}
 # The swarm config: ours deployed by `stackctl swarm up` with this many web tasks, measured
-# through the edge, which spreads the sockets over every task (docs/swarm.md).
+# straight to web, where Swarm's virtual IP spreads the connections over every task (each task's
+# nginx then holds its share of the descriptors a container may have), and through the edge,
+# which spreads them too (docs/swarm.md).
 SWARM_REPLICAS = 2
 RESTART_TIMEOUT = 180
 BUSY_LOAD = 1.5
@@ -145,13 +147,11 @@ def bench_stack(cfg: str) -> Stack:
 
 
 def routes(cfg: str) -> list[Route]:
-    """Straight to web for every config; ours also through the edge (BENCH_EDGE, on by default),
-    on the same stack, to show what the extra hop and TLS cost. The reference setup of the
-    Tethys docs has no edge of its own, so ref is measured straight to web only."""
-    if cfg == "swarm":
-        return [Route(cfg + EDGE_SUFFIX, EDGE_URL, tls=True)]
+    """Straight to web for every config; ours and swarm also through the edge (BENCH_EDGE, on
+    by default), on the same stack, to show what the extra hop and TLS cost. The reference setup
+    of the Tethys docs has no edge of its own, so ref is measured straight to web only."""
     out = [Route(cfg, WEB_URL)]
-    if cfg == "ours" and knob("BENCH_EDGE", "1") != "0":
+    if cfg in ("ours", "swarm") and knob("BENCH_EDGE", "1") != "0":
         out.append(Route(cfg + EDGE_SUFFIX, EDGE_URL, tls=True))
     return out
 
@@ -351,8 +351,9 @@ def run_loadgen(label: str, argv: list[str], env: dict[str, str]) -> None:
 def run_fanout(cfg: str, stack: Stack, web: str, clients: str, web_image: str, route: Route) -> None:
     """tests/bench/fanout.py: N clients, steady adds, then the burst; results in
     OUT/<route>/fanout.json."""
+    tasks = SWARM_REPLICAS if cfg == "swarm" else 1
     argv, env = stack_loadgen(cfg, stack, web, web_image, route, nofile_for(clients), "fanout.py",
-                              *fanout_args(route, clients))
+                              *fanout_args(route, clients), "--web-tasks", str(tasks))
     say(f"{cfg}: load generator to {route.url}, results in {(OUT / route.label).relative_to(ROOT)}")
     run_loadgen(route.label, argv, env)
 

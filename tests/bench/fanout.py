@@ -285,7 +285,7 @@ def send_adds(portal: Portal, run_id: str, n_dams: int, rate: float) -> list[tup
 
 
 def measure(portal: Portal, project: str, n_clients: int, n_dams: int, rate: float,
-            drain: float, connect_budget: float, label: str, procs: int) -> dict:
+            drain: float, connect_budget: float, label: str, procs: int, web_tasks: int = 1) -> dict:
     run_id = f"b{os.getpid()}x{int(time.time()) % 100000}n{n_clients}r{int(rate)}"
     mem_before = process_rss(project)
     procs = max(1, min(procs, n_clients))
@@ -390,8 +390,9 @@ def measure(portal: Portal, project: str, n_clients: int, n_dams: int, rate: flo
         "per_dam_max_ms": [ms(max(xs, default=None)) for xs in per_dam.values()],
         "rss_before_kib": mem_before,
         "rss_after_kib": mem_after,
-        "asgi_kib_per_conn": per_connection(mem_before["asgi_kib"], mem_after["asgi_kib"], connected),
-        "nginx_kib_per_conn": per_connection(mem_before["nginx_kib"], mem_after["nginx_kib"], connected),
+        # The memory is one web container's: its share of the connections.
+        "asgi_kib_per_conn": per_connection(mem_before["asgi_kib"], mem_after["asgi_kib"], connected / web_tasks),
+        "nginx_kib_per_conn": per_connection(mem_before["nginx_kib"], mem_after["nginx_kib"], connected / web_tasks),
     }
     log(f"{label}: N={n_clients} delivered {result['delivery_ratio']:.2%} p50={result['p50_ms']}ms "
         f"p99={result['p99_ms']}ms max={result['max_ms']}ms, adds {len(accepted)}/{n_dams} at "
@@ -404,7 +405,7 @@ def ms(seconds: float | None) -> float | None:
     return None if seconds is None or math.isinf(seconds) else round(seconds * 1000, 1)
 
 
-def per_connection(kib_before: int, kib_after: int, connected: int) -> float | None:
+def per_connection(kib_before: int, kib_after: int, connected: float) -> float | None:
     return round((kib_after - kib_before) / connected, 1) if connected else None
 
 
@@ -431,6 +432,9 @@ def main() -> int:
     ap.add_argument("--connect-budget", type=float, default=180.0)
     ap.add_argument("--client-procs", type=int, default=1,
                     help="receiver processes the clients are spread over")
+    ap.add_argument("--web-tasks", type=int, default=1,
+                    help="web containers the URL spreads the clients over evenly (Swarm's virtual IP); "
+                         "the memory read is one container's")
     ap.add_argument("--out", required=True, help="results JSON file, or - for stdout")
     args = ap.parse_args()
 
@@ -442,7 +446,7 @@ def main() -> int:
     # caches, which would otherwise count as memory per connection and latency.
     def run(n, dams, rate, label):
         return measure(portal, args.project, n, dams, rate, args.drain, args.connect_budget, label,
-                       args.client_procs)
+                       args.client_procs, args.web_tasks)
 
     run(30, 3, 3.0, args.label + " warm-up")
     for n in [int(x) for x in args.clients.split(",") if x.strip()]:

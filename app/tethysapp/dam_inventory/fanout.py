@@ -215,8 +215,8 @@ class Fanout:
         """At once, then every SYNC_SECONDS: the outbox's last seq to every local socket, when
         it is not the one announced last or RESYNC_SECONDS went by (a client may have missed
         that one too), after the events this process did not relay (`_replay`). The first
-        round only sets the seq to replay from: it runs at once so that a publish failing in
-        the process's first seconds is replayed like any later one."""
+        round runs at once: the seq it announces is where the next round replays from, so a
+        publish failing in the process's first seconds is replayed like any later one."""
         loop = asyncio.get_running_loop()
         announced_at = loop.time()
         failing = False

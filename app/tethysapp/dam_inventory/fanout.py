@@ -16,12 +16,12 @@ Guarantees kept from the per-socket design:
     autobahn, daphne's WebSocket layer, lets an application close only with 1000 or 3000-4999
     (it raises on 1012), hence the 4xxx mirror.
 
-What the group alone cannot guarantee, the outbox does (model.DamEvent): when it starts and
-then every SYNC_SECONDS each process reads the last event's seq and, when it is not the one it last announced (or
-RESYNC_SECONDS went by), sends it to its sockets in a sync message. Before that message it
-replays, from the outbox, the events since the last announcement that this process did not
-relay live (a publish that failed, a message Redis lost): up to REPLAY_MAX of them, so a
-client normally needs no request to fill the hole. A client still behind the sync message
+What the group alone cannot guarantee, the outbox does (model.DamEvent): as it starts and then
+every SYNC_SECONDS, each process reads the last event's seq and, when it is not the one it last
+announced (or RESYNC_SECONDS went by), sends it to its sockets in a sync message. Before that
+message it replays, from the outbox, the events since the last announcement that this process
+did not relay live (a publish that failed, a message Redis lost): up to REPLAY_MAX of them, so
+a client normally needs no request to fill the hole. A client still behind the sync message
 fetches what it lacks. So a lost notification costs a client at most SYNC_SECONDS, never a
 reload.
 

@@ -185,8 +185,9 @@ def write_env(cfg: str) -> None:
     if cfg == UVICORN:
         for key, value in UVICORN_WEB_ENV.items():
             set_value(stack.env_file("web"), key, value)
-    if cfg == "swarm" and knob("BENCH_SWARM_ASGI_SERVER", ""):
-        set_value(stack.env_file("web"), "ASGI_SERVER", knob("BENCH_SWARM_ASGI_SERVER", ""))
+    swarm_server = knob("BENCH_SWARM_ASGI_SERVER", "")
+    if cfg == "swarm" and swarm_server:
+        set_value(stack.env_file("web"), "ASGI_SERVER", swarm_server)
     say(f"{cfg}: ASGI_PROCESSES={asgi}, ASGI_SERVER={stack_value(stack, 'web', 'ASGI_SERVER')}, "
         f"env in {stack.env_dir_ref}")
 

@@ -220,14 +220,7 @@ class Fanout:
         loop = asyncio.get_running_loop()
         announced_at = loop.time()
         failing = False
-        first_round = True
         while True:
-            if not first_round:
-                try:
-                    await asyncio.wait_for(self.rejoined.wait(), SYNC_SECONDS)
-                except asyncio.TimeoutError:
-                    pass
-            first_round = False
             self.rejoined.clear()
             try:
                 seq = await asyncio.to_thread(self.read_last_seq)
@@ -236,12 +229,16 @@ class Fanout:
                     log.warning("sync: cannot read the last event (%s: %s); retrying every %.0f s",
                                 type(exc).__name__, exc, SYNC_SECONDS)
                 failing = True
-                continue
-            failing = False
-            if seq != self.announced or loop.time() - announced_at >= RESYNC_SECONDS:
-                await self._replay(seq)
-                await self.deliver(events.sync(seq))
-                self.announced, announced_at = seq, loop.time()
+            else:
+                failing = False
+                if seq != self.announced or loop.time() - announced_at >= RESYNC_SECONDS:
+                    await self._replay(seq)
+                    await self.deliver(events.sync(seq))
+                    self.announced, announced_at = seq, loop.time()
+            try:
+                await asyncio.wait_for(self.rejoined.wait(), SYNC_SECONDS)
+            except asyncio.TimeoutError:
+                pass
 
     async def _replay(self, seq: int) -> None:
         """Sends the events after the last announced seq up to SEQ that were not relayed live,
